@@ -1,0 +1,94 @@
+"""The Starlette application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from gql_api.auth import Authenticator, DevAuthenticator, dev_secret
+from gql_api.endpoint import GraphQLEndpoint
+from gql_api.errors import StoreUnavailableError
+from gql_api.executor import Executor
+from gql_api.schema import schema
+from gql_api.service import PostService
+from gql_api.settings import Settings
+from gql_api.stores import create_store
+from gql_api.stores.base import PostStore
+
+log = logging.getLogger(__name__)
+
+# /healthz answers within this, however slow the store is.
+HEALTH_TIMEOUT_SECONDS = 2.0
+
+
+async def build_authenticator(settings: Settings) -> Authenticator:
+    secret = await asyncio.to_thread(dev_secret, settings)
+    return DevAuthenticator(settings, secret)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: PostStore | None = None,
+    authenticator: Authenticator | None = None,
+) -> Starlette:
+    """Build the app; the store is opened and closed by the app's lifespan."""
+    store = store if store is not None else create_store(settings)
+    service = PostService(store, timeout=settings.store_timeout)
+    endpoint = GraphQLEndpoint(
+        Executor(schema),
+        service=service,
+        authenticator=authenticator,
+        max_body_bytes=settings.max_body_bytes,
+        graphiql=settings.graphiql,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if endpoint.authenticator is None:  # built here: it may read the secret file
+            endpoint.authenticator = await build_authenticator(settings)
+        await store.open()
+        log.info("store %s open", store.name)
+        try:
+            yield
+        finally:
+            await store.close()
+            log.info("store %s closed", store.name)
+
+    async def healthz(request: Request) -> JSONResponse:
+        try:
+            async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
+                await service.ping()
+        except (TimeoutError, StoreUnavailableError):
+            return JSONResponse({"status": "unavailable", "store": store.name}, status_code=503)
+        return JSONResponse({"status": "ok", "store": store.name})
+
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
+                expose_headers=["X-Request-Id"],
+                max_age=600,
+            )
+        )
+    app = Starlette(
+        routes=[Route("/graphql", endpoint), Route("/healthz", healthz, methods=["GET"])],
+        middleware=middleware,
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.store = store
+    return app

@@ -1,0 +1,137 @@
+"""The ``gql-api`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import NoReturn
+
+import click
+
+from gql_api.settings import Settings, SettingsError, load_settings
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as error:
+        _fail(str(error))
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"gql-api: {message}", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """An async GraphQL API for posts, on the embedded SQLite store or a cloud database."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to bind."
+)
+def serve(host: str, port: int) -> None:
+    """Serve /graphql (GraphiQL in a browser) and /healthz."""
+    import uvicorn
+
+    from gql_api.app import create_app
+    from gql_api.logs import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@main.command()
+@click.option("--user", "user_id", required=True, help="The user id (the token's subject).")
+@click.option("--admin", is_flag=True, help="Make the user a member of the admin group.")
+@click.option(
+    "--nickname", default=None, help="A nickname claim, shown until a profile stores one."
+)
+@click.option(
+    "--expires-in",
+    default=12 * 3600,
+    show_default=True,
+    type=click.IntRange(60, 30 * 24 * 3600),
+    help="Lifetime in seconds.",
+)
+def token(user_id: str, admin: bool, nickname: str | None, expires_in: int) -> None:
+    """Print a dev token that `gql-api serve` accepts in dev auth mode."""
+    from gql_api.auth import dev_secret, mint_dev_token
+    from gql_api.errors import BadUserInput
+    from gql_api.validation import LIMITS, check_user_id, clean_nickname
+
+    settings = _settings()
+    try:
+        check_user_id(user_id, "--user")
+    except BadUserInput as error:
+        _fail(error.message)
+    if nickname is not None and clean_nickname(nickname) != nickname.strip():
+        _fail(
+            f"--nickname must be 1 to {LIMITS.max_nickname_length} characters "
+            "with no control characters"
+        )
+    secret = dev_secret(settings)
+    click.echo(
+        mint_dev_token(
+            settings,
+            secret,
+            user_id=user_id,
+            admin=admin,
+            nickname=None if nickname is None else nickname.strip(),
+            ttl_seconds=expires_in,
+        )
+    )
+
+
+@main.command()
+def schema() -> None:
+    """Print the GraphQL schema (SDL)."""
+    from gql_api.schema import sdl
+
+    click.echo(sdl(), nl=False)
+
+
+@main.command()
+def provision() -> None:
+    """Create what the configured store needs (idempotent)."""
+    from gql_api.stores import create_store
+
+    settings = _settings()
+    store = create_store(settings)
+
+    async def run() -> None:
+        await store.open()  # the embedded stores create and migrate their schema here
+        await store.close()
+
+    try:
+        asyncio.run(run())
+    except Exception as error:  # noqa: BLE001 - reported, not raised
+        click.echo(f"provision {store.name}: FAILED: {error}", err=True)
+        sys.exit(1)
+    click.echo(f"provision {store.name}: ok")
+
+
+@main.command()
+def doctor() -> None:
+    """Check the settings and the configured store, one line per check."""
+    from gql_api.doctor import run_checks
+
+    settings = _settings()
+    click.echo("ok    settings: valid")
+    failures = 0
+    for ok, line in asyncio.run(run_checks(settings)):
+        click.echo(f"{'ok' if ok else 'FAIL':<5} {line}")
+        failures += not ok
+    sys.exit(1 if failures else 0)

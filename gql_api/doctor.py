@@ -1,0 +1,67 @@
+"""Checks behind ``gql-api doctor``: each answers (ok, one line saying what was seen)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from gql_api.auth import dev_secret
+from gql_api.service import utc_now
+from gql_api.settings import Settings
+from gql_api.stores import create_store
+from gql_api.stores.base import PageQuery, PostRecord, PostStore
+
+Check = tuple[bool, str]
+
+
+async def run_checks(settings: Settings) -> list[Check]:
+    checks: list[Check] = [await _dev_secret(settings)]
+    store = create_store(settings)
+    try:
+        async with asyncio.timeout(settings.store_timeout * 3):
+            await store.open()
+    except Exception as error:  # noqa: BLE001 - reported as a failed check
+        return [*checks, (False, f"store {store.name}: cannot open: {error}")]
+    try:
+        checks.append(await _probe(store, settings))
+    finally:
+        await store.close()
+    return checks
+
+
+async def _dev_secret(settings: Settings) -> Check:
+    if settings.auth != "dev":
+        return True, f"auth: {settings.auth}"
+    source = "GQL_API_DEV_SECRET" if settings.dev_secret else str(settings.data_dir / "dev-secret")
+    try:
+        await asyncio.to_thread(dev_secret, settings)
+    except Exception as error:  # noqa: BLE001 - reported as a failed check
+        return False, f"auth: dev secret from {source}: {error}"
+    return True, f"auth: dev tokens signed with the secret from {source}"
+
+
+async def _probe(store: PostStore, settings: Settings) -> Check:
+    """Write, read, page and delete a probe post: proves read and write access."""
+    probe = PostRecord(
+        id=f"doctor-{uuid.uuid4().hex}",
+        author_id="gql-api-doctor",
+        content="probe",
+        is_markdown=False,
+        tags=(),
+        image_keys=(),
+        created_at=utc_now(),
+        updated_at=None,
+        version=1,
+    )
+    try:
+        async with asyncio.timeout(settings.store_timeout * 3):
+            await store.ping()
+            await store.create(probe)
+            read = await store.get(probe.id)
+            if read != probe:
+                return False, f"store {store.name}: the probe post read back differently"
+            await store.list_posts(PageQuery(first=1, author_id=probe.author_id))
+            await store.delete(probe.id, expected_version=1)
+    except Exception as error:  # noqa: BLE001 - reported as a failed check
+        return False, f"store {store.name}: probe failed: {error!r}"
+    return True, f"store {store.name}: read, write, page and delete work"

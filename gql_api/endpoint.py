@@ -1,0 +1,264 @@
+"""``/graphql`` over HTTP, following the GraphQL-over-HTTP spec.
+
+POST with a JSON body, or GET with URL parameters (queries only: a mutation over GET
+is 405). Responses are ``application/graphql-response+json`` when the client accepts
+it (request errors then answer 400) or ``application/json`` (always 200 for a
+well-formed request). A browser's GET without a query gets GraphiQL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from typing import Any
+
+from graphql import OperationType
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.types import Receive, Scope, Send
+from strawberry.http.ides import get_graphql_ide_html
+
+from gql_api.auth import Authenticator, Identity, InvalidToken
+from gql_api.context import RequestContext
+from gql_api.executor import Executor, RequestError, request_error
+from gql_api.service import PostService
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+class HttpError(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+class GraphQLEndpoint:
+    """An ASGI app serving one GraphQL schema."""
+
+    def __init__(
+        self,
+        executor: Executor,
+        *,
+        service: PostService,
+        authenticator: Authenticator | None,
+        max_body_bytes: int,
+        graphiql: bool,
+    ) -> None:
+        self.executor = executor
+        self.service = service
+        self.authenticator = authenticator
+        self.max_body_bytes = max_body_bytes
+        self.graphiql = graphiql
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        response = await self.handle(request)
+        await response(scope, receive, send)
+
+    async def handle(self, request: Request) -> Response:
+        request_id = _request_id(request)
+        media_type = JSON
+        try:
+            if request.method not in ("GET", "POST"):
+                raise HttpError(
+                    405, "METHOD_NOT_ALLOWED", "use GET or POST", {"Allow": "GET, POST"}
+                )
+            if request.method == "GET" and self._wants_graphiql(request):
+                return HTMLResponse(get_graphql_ide_html(), headers={"X-Request-Id": request_id})
+            media_type = _negotiate(request.headers.get("accept"))
+            params = await self._params(request)
+            viewer = await self._authenticate(request, request_id)
+            body = await self._run(request, params, viewer, request_id)
+            status = 200
+        except HttpError as error:
+            body = {"errors": [request_error(error.message, error.code)]}
+            return _json(body, error.status, media_type, request_id, error.headers)
+        except RequestError as error:
+            body = {"errors": error.errors}
+            status = 400 if media_type == GRAPHQL_RESPONSE_JSON else 200
+        return _json(body, status, media_type, request_id)
+
+    def _wants_graphiql(self, request: Request) -> bool:
+        accept = request.headers.get("accept", "")
+        return self.graphiql and "query" not in request.query_params and "text/html" in accept
+
+    async def _params(self, request: Request) -> dict[str, Any]:
+        if request.method == "GET":
+            params: dict[str, Any] = dict(request.query_params)
+            for name in ("variables", "extensions"):
+                if name in params:
+                    params[name] = _decode_json(params[name], f"{name} is not valid JSON")
+        else:
+            content_type = request.headers.get("content-type", "")
+            if content_type.split(";")[0].strip().lower() != JSON:
+                raise HttpError(
+                    415, "UNSUPPORTED_MEDIA_TYPE", "send the request body as application/json"
+                )
+            raw = await self._body(request)
+            params = _decode_json(raw, "the request body is not valid JSON")
+            if not isinstance(params, dict):
+                raise HttpError(400, "BAD_REQUEST", "the request body must be a JSON object")
+        return _check_params(params)
+
+    async def _body(self, request: Request) -> bytes:
+        too_large = HttpError(
+            413, "PAYLOAD_TOO_LARGE", f"the request body is over {self.max_body_bytes} bytes"
+        )
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _authenticate(self, request: Request, request_id: str) -> Identity | None:
+        header = request.headers.get("authorization")
+        if header is None:
+            return None
+        scheme, _, token = header.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            log.info("request %s: refused Authorization header: not 'Bearer <token>'", request_id)
+            raise HttpError(
+                401,
+                "UNAUTHENTICATED",
+                "the Authorization header must be 'Bearer <token>'",
+                {"WWW-Authenticate": 'Bearer error="invalid_request"'},
+            )
+        if self.authenticator is None:
+            raise RuntimeError("the application has not started (no authenticator)")
+        try:
+            return await self.authenticator.authenticate(token)
+        except InvalidToken as error:
+            log.info("request %s: refused token: %s", request_id, error.detail)
+            raise HttpError(
+                401,
+                "UNAUTHENTICATED",
+                error.reason,
+                {"WWW-Authenticate": f'Bearer error="invalid_token", {_description(error.reason)}'},
+            ) from None
+
+    async def _run(
+        self,
+        request: Request,
+        params: dict[str, Any],
+        viewer: Identity | None,
+        request_id: str,
+    ) -> dict[str, Any]:
+        operation_name = params.get("operationName")
+        prepared = self.executor.prepare(params["query"], operation_name)
+        if request.method == "GET" and prepared.operation is not OperationType.QUERY:
+            raise HttpError(
+                405,
+                "METHOD_NOT_ALLOWED",
+                "only queries may be sent with GET: send mutations with POST",
+                {"Allow": "POST"},
+            )
+        context = RequestContext(service=self.service, viewer=viewer, request_id=request_id)
+        return await self.executor.execute(
+            prepared,
+            variables=params.get("variables"),
+            operation_name=operation_name,
+            context=context,
+            request_id=request_id,
+        )
+
+
+def _description(reason: str) -> str:
+    return f'error_description="{reason}"'
+
+
+def _check_params(params: dict[str, Any]) -> dict[str, Any]:
+    query = params.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise HttpError(400, "BAD_REQUEST", "the request has no query (a non-empty string)")
+    for name in ("variables", "extensions"):
+        if params.get(name) is not None and not isinstance(params[name], dict):
+            raise HttpError(400, "BAD_REQUEST", f"{name} must be a JSON object")
+    if params.get("operationName") is not None and not isinstance(params["operationName"], str):
+        raise HttpError(400, "BAD_REQUEST", "operationName must be a string")
+    return params
+
+
+def _decode_json(raw: str | bytes, message: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise HttpError(400, "BAD_REQUEST", message) from None
+
+
+def _negotiate(accept: str | None) -> str:
+    """The response media type: graphql-response+json when accepted, else application/json."""
+    if accept is None or not accept.strip():
+        return JSON
+    best: tuple[float, int, str] | None = None
+    for position, item in enumerate(accept.split(",")):
+        media, *options = (part.strip().lower() for part in item.split(";"))
+        quality = 1.0
+        for option in options:
+            name, _, value = option.partition("=")
+            if name.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality <= 0:
+            continue
+        if media == GRAPHQL_RESPONSE_JSON:
+            candidate = GRAPHQL_RESPONSE_JSON
+        elif media in (JSON, "application/*", "*/*"):
+            candidate = JSON
+        else:
+            continue
+        key = (quality, -position, candidate)
+        if best is None or key[:2] > best[:2]:
+            best = key
+    if best is None:
+        raise HttpError(
+            406,
+            "NOT_ACCEPTABLE",
+            f"the Accept header must allow {GRAPHQL_RESPONSE_JSON} or {JSON}",
+        )
+    return best[2]
+
+
+def _request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id")
+    if given is not None and _REQUEST_ID.fullmatch(given):
+        return given
+    return uuid.uuid4().hex
+
+
+def _json(
+    body: dict[str, Any],
+    status: int,
+    media_type: str,
+    request_id: str,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    try:
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:  # a lone surrogate echoed from the request: escape it
+        content = json.dumps(body, separators=(",", ":")).encode()
+    return Response(
+        content,
+        status_code=status,
+        media_type=f"{media_type}; charset=utf-8",
+        headers={"X-Request-Id": request_id, **(headers or {})},
+    )

@@ -1,0 +1,150 @@
+"""GraphQL execution: cached parsing and validation, graphql-core execution, error shaping.
+
+Parsing and validating a document depends only on its text and the schema, so both
+are done once per distinct query (bounded LRU caches), not once per request.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import strawberry
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    OperationType,
+    parse,
+    validate,
+)
+from graphql import execute as graphql_execute
+from graphql.utilities import get_operation_ast
+
+from gql_api.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+# Documents up to this size are cached; larger ones (rare, legitimate or not) are not,
+# so the caches stay small whatever clients send.
+CACHEABLE_QUERY_LENGTH = 16 * 1024
+CACHE_ENTRIES = 1024
+
+
+class RequestError(Exception):
+    """The request cannot be executed at all: the response carries no ``data``."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(errors[0]["message"] if errors else "request error")
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    document: DocumentNode
+    operation: OperationType | None  # None when the operation cannot be determined
+
+
+class Executor:
+    def __init__(self, schema: strawberry.Schema) -> None:
+        self._strawberry_schema = schema
+        self._schema = schema._schema
+        self._executor_class = schema.execution_context_class
+        self._cached_check = lru_cache(maxsize=CACHE_ENTRIES)(self._check)
+
+    def prepare(self, query: str, operation_name: str | None) -> Prepared:
+        """Parse and validate; raise ``RequestError`` with the GraphQL errors when invalid."""
+        if len(query) <= CACHEABLE_QUERY_LENGTH:
+            document, errors = self._cached_check(query)
+        else:
+            document, errors = self._check(query)
+        if errors:
+            raise RequestError(errors)
+        assert document is not None
+        operation = get_operation_ast(document, operation_name)
+        if operation is None:
+            message = (
+                f"no operation named {operation_name!r} in the document"
+                if operation_name
+                else "the document has several operations: say which with operationName"
+            )
+            raise RequestError([request_error(message, "BAD_REQUEST")])
+        return Prepared(document=document, operation=operation.operation)
+
+    async def execute(
+        self,
+        prepared: Prepared,
+        *,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        context: Any,
+        request_id: str,
+    ) -> dict[str, Any]:
+        """Run the operation; raise ``RequestError`` when variables cannot be coerced."""
+        outcome = graphql_execute(
+            self._schema,
+            prepared.document,
+            context_value=context,
+            variable_values=variables,
+            operation_name=operation_name,
+            executor_class=self._executor_class,
+        )
+        result: ExecutionResult = (
+            await outcome if not isinstance(outcome, ExecutionResult) else outcome
+        )
+        errors = result.errors or []
+        if result.data is None and errors and all(e.path is None for e in errors):
+            # Failed before execution (variable coercion): a request error, no data.
+            raise RequestError([_shape(e, "BAD_USER_INPUT") for e in errors])
+        body: dict[str, Any] = {}
+        if errors:
+            body["errors"] = [field_error(e, request_id) for e in errors]
+        body["data"] = result.data
+        return body
+
+    def _check(self, query: str) -> tuple[DocumentNode | None, list[dict[str, Any]]]:
+        try:
+            document = parse(query)
+        except GraphQLError as error:
+            return None, [_shape(error, "GRAPHQL_PARSE_FAILED")]
+        errors = validate(self._schema, document)
+        if errors:
+            return None, [_shape(e, "GRAPHQL_VALIDATION_FAILED") for e in errors]
+        return document, []
+
+
+def request_error(message: str, code: str) -> dict[str, Any]:
+    return {"message": message, "extensions": {"code": code}}
+
+
+def field_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
+    """Errors we raised on purpose keep their message and code; anything else is masked."""
+    original = error.original_error
+    if isinstance(original, ApiError):
+        shaped = _shape(error, original.code)
+        shaped["message"] = original.message
+        shaped["extensions"] = dict(original.extensions)
+        return shaped
+    log.error(
+        "request %s: internal error at %s: %s",
+        request_id,
+        ".".join(map(str, error.path or [])),
+        error.message,
+        exc_info=original if original is not None else None,
+    )
+    shaped = _shape(error, "INTERNAL_SERVER_ERROR")
+    shaped["message"] = f"Internal server error (request id {request_id})"
+    shaped["extensions"]["requestId"] = request_id
+    return shaped
+
+
+def _shape(error: GraphQLError, code: str) -> dict[str, Any]:
+    shaped: dict[str, Any] = {"message": error.message}
+    if error.locations:
+        shaped["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
+    if error.path:
+        shaped["path"] = list(error.path)
+    shaped["extensions"] = {**(error.extensions or {}), "code": code}
+    return shaped

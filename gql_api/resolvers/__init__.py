@@ -1,0 +1,1 @@
+"""Thin async resolvers: read arguments, call the service, map records to GraphQL types."""

@@ -1,0 +1,87 @@
+"""Resolvers of the post queries and mutations."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry import UNSET
+from strawberry.types import Info
+
+from gql_api.context import RequestContext
+from gql_api.schema.types import (
+    CreatePostInput,
+    DeletePostPayload,
+    ExpectedVersion,
+    PageInfo,
+    Post,
+    PostConnection,
+    PostEdge,
+    UpdatePostInput,
+    given,
+)
+from gql_api.service import NewPost, PostEdit
+
+Context = Info[RequestContext, None]
+
+
+async def post(info: Context, id: strawberry.ID) -> Post | None:
+    record = await info.context.service.get_post(str(id))
+    return None if record is None else Post.from_record(record)
+
+
+async def posts(
+    info: Context,
+    first: int | None = 20,
+    after: str | None = UNSET,
+    tag: str | None = UNSET,
+    author_id: strawberry.ID | None = UNSET,
+) -> PostConnection:
+    author = given(author_id)
+    page = await info.context.service.list_posts(
+        first=first,
+        after=given(after),
+        tag=given(tag),
+        author_id=None if author is None else str(author),
+    )
+    edges = [PostEdge(cursor=edge.cursor, node=Post.from_record(edge.post)) for edge in page.edges]
+    return PostConnection(
+        edges=edges,
+        page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+    )
+
+
+async def create_post(info: Context, input: CreatePostInput) -> Post:
+    new = NewPost(
+        content=input.content,
+        is_markdown=bool(input.is_markdown),
+        tags=input.tags or (),
+        image_keys=input.image_keys or (),
+    )
+    record = await info.context.service.create_post(info.context.viewer, new)
+    return Post.from_record(record)
+
+
+async def update_post(
+    info: Context,
+    id: strawberry.ID,
+    input: UpdatePostInput,
+    expected_version: ExpectedVersion = UNSET,
+) -> Post:
+    edit = PostEdit(
+        content=given(input.content),
+        is_markdown=given(input.is_markdown),
+        tags=given(input.tags),
+        image_keys=given(input.image_keys),
+    )
+    record = await info.context.service.update_post(
+        info.context.viewer, str(id), edit, given(expected_version)
+    )
+    return Post.from_record(record)
+
+
+async def delete_post(
+    info: Context, id: strawberry.ID, expected_version: ExpectedVersion = UNSET
+) -> DeletePostPayload:
+    deleted = await info.context.service.delete_post(
+        info.context.viewer, str(id), given(expected_version)
+    )
+    return DeletePostPayload(id=strawberry.ID(deleted))

@@ -1,0 +1,58 @@
+"""The Strawberry schema: the public contract's Query and Mutation."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+from strawberry.printer import print_schema
+from strawberry.schema.config import StrawberryConfig
+
+from gql_api.resolvers import posts as post_resolvers
+from gql_api.resolvers import viewer as viewer_resolvers
+from gql_api.schema.types import (
+    DATETIME,
+    DeletePostPayload,
+    Limits,
+    Post,
+    PostConnection,
+    Profile,
+    Viewer,
+)
+
+
+@strawberry.type
+class Query:
+    post: Post | None = strawberry.field(
+        resolver=post_resolvers.post, description="The post with this id; null when there is none."
+    )
+    posts: PostConnection = strawberry.field(
+        resolver=post_resolvers.posts,
+        description="Posts newest first, optionally only those with a tag and/or by an author.",
+    )
+    viewer: Viewer | None = strawberry.field(
+        resolver=viewer_resolvers.viewer, description="The signed-in caller; null when anonymous."
+    )
+    profile: Profile | None = strawberry.field(
+        resolver=viewer_resolvers.profile,
+        description="Any user's profile (nickname null when unset).",
+    )
+    limits: Limits = strawberry.field(resolver=viewer_resolvers.limits)
+
+
+@strawberry.type
+class Mutation:
+    create_post: Post = strawberry.field(resolver=post_resolvers.create_post)
+    update_post: Post = strawberry.field(resolver=post_resolvers.update_post)
+    delete_post: DeletePostPayload = strawberry.field(resolver=post_resolvers.delete_post)
+
+
+schema = strawberry.Schema(
+    query=Query,
+    mutation=Mutation,
+    config=StrawberryConfig(scalar_map={datetime: DATETIME}),
+)
+
+
+def sdl() -> str:
+    return print_schema(schema) + "\n"

@@ -1,0 +1,173 @@
+"""The GraphQL object and input types of the public contract."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, TypeVar
+
+import strawberry
+from strawberry import UNSET
+from strawberry.types import Info
+
+from gql_api.context import RequestContext
+from gql_api.stores.base import PostRecord
+from gql_api.validation import LIMITS
+
+T = TypeVar("T")
+
+
+def _serialize_datetime(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _parse_datetime(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("DateTime must be an RFC 3339 string")
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError("DateTime must carry a time zone (for example a Z suffix)")
+    return parsed.astimezone(UTC)
+
+
+DATETIME = strawberry.scalar(
+    name="DateTime",
+    description="A moment in time: RFC 3339 in UTC with a Z suffix.",
+    serialize=_serialize_datetime,
+    parse_value=_parse_datetime,
+)
+
+
+@strawberry.type(description="A user's public profile.")
+class Profile:
+    user_id: strawberry.ID
+    nickname: str | None = None
+
+
+async def _viewer_profile(
+    root: strawberry.Parent[Viewer], info: Info[RequestContext, None]
+) -> Profile:
+    stored = await info.context.profiles.load(str(root.user_id))
+    return Profile(user_id=root.user_id, nickname=stored.nickname or root.claimed_nickname)
+
+
+@strawberry.type(description="The signed-in caller.")
+class Viewer:
+    user_id: strawberry.ID
+    is_admin: bool
+    claimed_nickname: strawberry.Private[str | None]
+    profile: Profile = strawberry.field(
+        resolver=_viewer_profile,
+        description="The caller's profile; the token's nickname until one is stored.",
+    )
+
+
+@strawberry.type(description="The validation limits this server enforces.")
+class Limits:
+    max_content_length: int = LIMITS.max_content_length
+    max_tags: int = LIMITS.max_tags
+    max_tag_length: int = LIMITS.max_tag_length
+    max_images_per_post: int = LIMITS.max_images_per_post
+    max_page_size: int = LIMITS.max_page_size
+
+
+async def _post_author(root: strawberry.Parent[Post], info: Info[RequestContext, None]) -> Profile:
+    stored = await info.context.profiles.load(str(root.author_id))
+    return Profile(user_id=root.author_id, nickname=stored.nickname or root.author_nickname)
+
+
+def _post_image_urls(root: strawberry.Parent[Post]) -> list[str]:
+    return []
+
+
+@strawberry.type(description="A post in the feed.")
+class Post:
+    id: strawberry.ID
+    author_id: strawberry.ID
+    content: str = strawberry.field(description="Stored exactly as sent.")
+    is_markdown: bool
+    tags: list[str]
+    image_keys: list[str]
+    created_at: datetime
+    updated_at: datetime | None = strawberry.field(description="Null until the first update.")
+    version: int = strawberry.field(description="1 on create, +1 on every update.")
+    author_nickname: strawberry.Private[str | None]
+
+    @classmethod
+    def from_record(cls, record: PostRecord) -> Post:
+        return cls(
+            id=strawberry.ID(record.id),
+            author_id=strawberry.ID(record.author_id),
+            content=record.content,
+            is_markdown=record.is_markdown,
+            tags=list(record.tags),
+            image_keys=list(record.image_keys),
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            version=record.version,
+            author_nickname=record.author_nickname,
+        )
+
+    author: Profile = strawberry.field(
+        resolver=_post_author,
+        description="The author's profile (batched: one store call per request).",
+    )
+    image_urls: list[str] = strawberry.field(
+        resolver=_post_image_urls,
+        description="Readable URLs for imageKeys (empty when no bucket is set).",
+    )
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class PostEdge:
+    cursor: str
+    node: Post
+
+
+@strawberry.type(description="A page of posts, newest first.")
+class PostConnection:
+    edges: list[PostEdge]
+    page_info: PageInfo
+
+    @strawberry.field
+    def nodes(self) -> list[Post]:
+        return [edge.node for edge in self.edges]
+
+
+@strawberry.type
+class DeletePostPayload:
+    id: strawberry.ID
+
+
+@strawberry.input
+class CreatePostInput:
+    content: str
+    is_markdown: bool | None = False
+    tags: list[str] | None = strawberry.field(default_factory=list)
+    image_keys: list[str] | None = strawberry.field(default_factory=list)
+
+
+@strawberry.input(description="Fields left out (or null) keep their stored value.")
+class UpdatePostInput:
+    content: str | None = UNSET
+    is_markdown: bool | None = UNSET
+    tags: list[str] | None = UNSET
+    image_keys: list[str] | None = UNSET
+
+
+def given(value: T | None) -> T | None:
+    """An argument left out (UNSET) means the same as null."""
+    return None if value is UNSET else value
+
+
+ExpectedVersion = Annotated[
+    int | None,
+    strawberry.argument(
+        description="Apply only if the stored version is this one; otherwise CONFLICT."
+    ),
+]

@@ -1,0 +1,260 @@
+"""The rules, written once above the stores: validation, ownership, versions, error codes.
+
+Resolvers call this; stores below it know nothing of users or permissions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from gql_api.auth import Identity
+from gql_api.cursors import decode_cursor, encode_cursor, filter_key, malformed_cursor
+from gql_api.errors import (
+    BadUserInput,
+    Conflict,
+    Forbidden,
+    PostNotFound,
+    StoreUnavailableError,
+    Unauthenticated,
+)
+from gql_api.stores.base import (
+    InvalidPosition,
+    NotFound,
+    PageQuery,
+    PostChanges,
+    PostRecord,
+    PostStore,
+    ProfileRecord,
+    StoreUnavailable,
+    VersionConflict,
+)
+from gql_api.validation import (
+    check_content,
+    check_image_key_count,
+    check_image_keys,
+    check_page_size,
+    check_user_id,
+    is_plausible_post_id,
+    normalize_tag,
+    normalize_tags,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Without expectedVersion, a write that loses a race re-reads and tries again this often.
+WRITE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class NewPost:
+    content: str
+    is_markdown: bool = False
+    tags: Sequence[str] = ()
+    image_keys: Sequence[str] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PostEdit:
+    """Fields left as ``None`` keep their stored value."""
+
+    content: str | None = None
+    is_markdown: bool | None = None
+    tags: Sequence[str] | None = None
+    image_keys: Sequence[str] | None = None
+
+    def is_empty(self) -> bool:
+        return all(v is None for v in (self.content, self.is_markdown, self.tags, self.image_keys))
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    cursor: str
+    post: PostRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    edges: list[Edge]
+    has_next_page: bool
+
+    @property
+    def end_cursor(self) -> str | None:
+        return self.edges[-1].cursor if self.edges else None
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_post_id() -> str:
+    return uuid.uuid4().hex
+
+
+class PostService:
+    def __init__(
+        self,
+        store: PostStore,
+        *,
+        timeout: float,
+        clock: Callable[[], datetime] = utc_now,
+        new_id: Callable[[], str] = new_post_id,
+    ) -> None:
+        self.store = store
+        self._timeout = timeout
+        self._clock = clock
+        self._new_id = new_id
+
+    async def ping(self) -> None:
+        await self._call(self.store.ping())
+
+    async def get_post(self, post_id: str) -> PostRecord | None:
+        if not is_plausible_post_id(post_id):
+            return None
+        return await self._call(self.store.get(post_id))
+
+    async def list_posts(
+        self,
+        *,
+        first: int | None = None,
+        after: str | None = None,
+        tag: str | None = None,
+        author_id: str | None = None,
+    ) -> Page:
+        size = check_page_size(first)
+        if tag is not None:
+            tag = normalize_tag(tag, "tag")
+        if author_id is not None:
+            author_id = check_user_id(author_id, "authorId")
+        filters = filter_key(tag, author_id)
+        position = None if after is None else decode_cursor(after, filters)
+        query = PageQuery(first=size, after=position, tag=tag, author_id=author_id)
+        try:
+            page = await self._call(self.store.list_posts(query))
+        except InvalidPosition:
+            raise malformed_cursor() from None
+        edges = [
+            Edge(cursor=encode_cursor(token, filters), post=post)
+            for post, token in zip(page.posts, page.cursors, strict=True)
+        ]
+        return Page(edges=edges, has_next_page=page.has_next_page)
+
+    async def create_post(self, viewer: Identity | None, new: NewPost) -> PostRecord:
+        author = _signed_in(viewer)
+        post = PostRecord(
+            id=self._new_id(),
+            author_id=author.user_id,
+            content=check_content(new.content, "input.content"),
+            is_markdown=new.is_markdown,
+            tags=normalize_tags(new.tags, "input.tags"),
+            image_keys=check_image_keys(new.image_keys, author.user_id, "input.imageKeys"),
+            created_at=self._now(),
+            updated_at=None,
+            version=1,
+            author_nickname=author.nickname,
+        )
+        return await self._call(self.store.create(post))
+
+    async def update_post(
+        self,
+        viewer: Identity | None,
+        post_id: str,
+        edit: PostEdit,
+        expected_version: int | None = None,
+    ) -> PostRecord:
+        user = _signed_in(viewer)
+        if edit.is_empty():
+            raise BadUserInput("input sets no field: give at least one to change", field="input")
+        content = None if edit.content is None else check_content(edit.content, "input.content")
+        tags = None if edit.tags is None else normalize_tags(edit.tags, "input.tags")
+        if edit.image_keys is not None:
+            check_image_key_count(edit.image_keys, "input.imageKeys")
+
+        async def attempt(current: PostRecord) -> PostRecord:
+            changes = PostChanges(
+                content=current.content if content is None else content,
+                is_markdown=current.is_markdown if edit.is_markdown is None else edit.is_markdown,
+                tags=current.tags if tags is None else tags,
+                image_keys=current.image_keys
+                if edit.image_keys is None
+                else check_image_keys(edit.image_keys, current.author_id, "input.imageKeys"),
+                updated_at=self._now(),
+            )
+            return await self.store.update(post_id, changes, expected_version=current.version)
+
+        return await self._write(user, post_id, expected_version, attempt)
+
+    async def delete_post(
+        self, viewer: Identity | None, post_id: str, expected_version: int | None = None
+    ) -> str:
+        user = _signed_in(viewer)
+
+        async def attempt(current: PostRecord) -> str:
+            await self.store.delete(post_id, expected_version=current.version)
+            return post_id
+
+        return await self._write(user, post_id, expected_version, attempt)
+
+    async def load_profiles(self, user_ids: Sequence[str]) -> list[ProfileRecord]:
+        """Profiles in the order asked, one store call for all (the DataLoader's batch)."""
+        found = await self._call(self.store.get_profiles(list(dict.fromkeys(user_ids))))
+        return [found.get(uid) or ProfileRecord(user_id=uid) for uid in user_ids]
+
+    async def _write(
+        self,
+        user: Identity,
+        post_id: str,
+        expected_version: int | None,
+        attempt: Callable[[PostRecord], Awaitable[T]],
+    ) -> T:
+        """Read, check, write conditionally on the version read; retry lost races."""
+        current_version: int | None = None
+        for _ in range(WRITE_ATTEMPTS):
+            current = await self.get_post(post_id)
+            if current is None:
+                raise PostNotFound(f"no post with id {post_id!r}", id=post_id)
+            if current.author_id != user.user_id and not user.is_admin:
+                raise Forbidden("only the post's author or an admin may change it")
+            if expected_version is not None and current.version != expected_version:
+                raise _conflict(current.version)
+            try:
+                return await self._call(attempt(current))
+            except NotFound:
+                raise PostNotFound(f"no post with id {post_id!r}", id=post_id) from None
+            except VersionConflict as exc:
+                if expected_version is not None:
+                    raise _conflict(exc.current_version) from None
+                current_version = exc.current_version
+        raise _conflict(current_version)
+
+    async def _call(self, operation: Awaitable[T]) -> T:
+        """Bound a store call in time; a slow or absent database is ``STORE_UNAVAILABLE``."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await operation
+        except (TimeoutError, StoreUnavailable) as exc:
+            log.warning("store %s unavailable: %r", self.store.name, exc)
+            raise StoreUnavailableError("the database did not answer in time; try again") from exc
+
+    def _now(self) -> datetime:
+        return self._clock().astimezone(UTC)
+
+
+def _signed_in(viewer: Identity | None) -> Identity:
+    if viewer is None:
+        raise Unauthenticated("sign in to do this: send Authorization: Bearer <token>")
+    return viewer
+
+
+def _conflict(current_version: int | None) -> Conflict:
+    return Conflict(
+        f"the post has changed: its version is now {current_version}; read it and try again",
+        current_version=current_version,
+    )

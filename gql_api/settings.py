@@ -1,0 +1,145 @@
+"""Typed settings, read once from the environment and validated at start-up.
+
+Every variable is listed in the README; a bad value stops the process with
+exit status 2 and a message naming the variable and what it accepts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+StoreName = Literal["sqlite", "memory"]
+AuthMode = Literal["dev"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+# The earlier service chose its backend with CLOUD_PROVIDER; "local" maps to ours.
+_CLOUD_PROVIDER_STORES = {"local": "sqlite"}
+
+
+class SettingsError(Exception):
+    """A setting has a value the service cannot run with."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GQL_API_",
+        case_sensitive=False,
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    store: StoreName = "sqlite"
+    sqlite_path: Path = Path(".gql-api/gql-api.db")
+    store_timeout: Annotated[float, Field(gt=0, le=120)] = 5.0
+
+    auth: AuthMode = "dev"
+    dev_secret: SecretStr | None = None
+    groups_claim: Annotated[str, Field(min_length=1)] = "groups"
+    admin_group: Annotated[str, Field(min_length=1)] = "Admins"
+
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    graphiql: bool = True
+    log_level: LogLevel = "INFO"
+
+    images_bucket: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("GQL_API_IMAGES_BUCKET", "IMAGES_BUCKET_NAME"),
+    )
+
+    cloud_provider: str | None = Field(default=None, validation_alias="CLOUD_PROVIDER")
+    lambda_function_name: str | None = Field(
+        default=None, validation_alias="AWS_LAMBDA_FUNCTION_NAME"
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ValueError(
+                    f"each origin must be '*' or start with http:// or https://: {origin!r}"
+                )
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("dev_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters long (HS256 wants 256 bits)")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        if self.cloud_provider is not None and "store" not in self.model_fields_set:
+            store = _CLOUD_PROVIDER_STORES.get(self.cloud_provider.lower())
+            if store is None:
+                raise ValueError(
+                    f"CLOUD_PROVIDER={self.cloud_provider!r} is not supported; allowed: "
+                    f"{', '.join(sorted(_CLOUD_PROVIDER_STORES))} (or set GQL_API_STORE)"
+                )
+            object.__setattr__(self, "store", store)
+        if self.lambda_function_name and self.auth == "dev":
+            raise ValueError(
+                "GQL_API_AUTH=dev is refused on AWS Lambda (AWS_LAMBDA_FUNCTION_NAME is set): "
+                "dev tokens are for local use only; choose a production identity provider"
+            )
+        return self
+
+    @property
+    def data_dir(self) -> Path:
+        """Where the embedded database and the dev secret live."""
+        return self.sqlite_path.parent
+
+
+def load_settings() -> Settings:
+    """Read and validate settings; raise ``SettingsError`` naming the variable at fault."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if not error["loc"]:  # a rule across several variables names them itself
+            lines.append(message)
+            continue
+        variable = _VARIABLES.get(str(error["loc"][0]), f"GQL_API_{str(error['loc'][0]).upper()}")
+        shown = "***" if "SECRET" in variable else os.environ.get(variable, "")
+        lines.append(f"{variable}={shown!r}: {message}")
+    return "invalid settings: " + "; ".join(lines)
+
+
+# Fields read from variables without our prefix (the earlier service's names, the platform's).
+_VARIABLES = {
+    "CLOUD_PROVIDER": "CLOUD_PROVIDER",
+    "AWS_LAMBDA_FUNCTION_NAME": "AWS_LAMBDA_FUNCTION_NAME",
+}

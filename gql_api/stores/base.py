@@ -1,0 +1,133 @@
+"""The store interface: records, errors and the async protocol every database adapter speaks.
+
+A store knows nothing of users, permissions or GraphQL: the service layer above it
+holds the rules, and one contract test suite holds every store to the same behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class PostRecord:
+    id: str
+    author_id: str
+    content: str
+    is_markdown: bool
+    tags: tuple[str, ...]
+    image_keys: tuple[str, ...]
+    created_at: datetime
+    updated_at: datetime | None
+    version: int
+    # The nickname claim of the author's token when the post was written; a stored
+    # profile nickname takes precedence over it.
+    author_nickname: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PostChanges:
+    """The new values of an update; the store sets ``version`` and ``updated_at`` itself."""
+
+    content: str
+    is_markdown: bool
+    tags: tuple[str, ...]
+    image_keys: tuple[str, ...]
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileRecord:
+    user_id: str
+    nickname: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """One page of the newest-first feed, optionally narrowed to a tag and/or an author.
+
+    ``after`` is the store's own position token (from ``PostPage.cursors``); the
+    service wraps it in the client-facing cursor and checks the filters.
+    """
+
+    first: int
+    after: str | None = None
+    tag: str | None = None
+    author_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PostPage:
+    posts: list[PostRecord]
+    cursors: list[str]  # the store's position token after each post, same order
+    has_next_page: bool
+
+
+class StoreError(Exception):
+    """Base of the errors every store raises."""
+
+
+class NotFound(StoreError):
+    """No post has this id."""
+
+
+class VersionConflict(StoreError):
+    """The stored version is not the one the write was conditional on."""
+
+    def __init__(self, current_version: int) -> None:
+        super().__init__(f"stored version is {current_version}")
+        self.current_version = current_version
+
+
+class InvalidPosition(StoreError):
+    """A position token this store did not make (or made for another query)."""
+
+
+class StoreUnavailable(StoreError):
+    """The database did not answer, or not in time."""
+
+
+class PostStore(Protocol):
+    """What every database adapter offers. All methods are coroutines."""
+
+    name: str
+
+    async def open(self) -> None:
+        """Connect (and provision, for embedded stores). Called once per process."""
+
+    async def close(self) -> None:
+        """Release connections. Called once on shutdown."""
+
+    async def ping(self) -> None:
+        """Answer when the database answers; raise ``StoreUnavailable`` when not."""
+
+    async def get(self, post_id: str) -> PostRecord | None: ...
+
+    async def create(self, post: PostRecord) -> PostRecord:
+        """Store a new post (``version`` 1) with its tag entries, atomically."""
+
+    async def update(
+        self, post_id: str, changes: PostChanges, *, expected_version: int
+    ) -> PostRecord:
+        """Apply ``changes`` only if the stored version is ``expected_version``.
+
+        Returns the new record (version + 1). Raises ``NotFound`` or ``VersionConflict``.
+        """
+
+    async def delete(self, post_id: str, *, expected_version: int) -> None:
+        """Delete only if the stored version is ``expected_version``.
+
+        Raises ``NotFound`` or ``VersionConflict``.
+        """
+
+    async def list_posts(self, query: PageQuery) -> PostPage:
+        """Newest first (created_at desc, id desc); ``has_next_page`` exact.
+
+        Raises ``InvalidPosition`` for a position token it cannot use.
+        """
+
+    async def get_profiles(self, user_ids: Sequence[str]) -> Mapping[str, ProfileRecord]:
+        """The stored profiles among ``user_ids`` (absent ids are simply missing)."""

@@ -1,0 +1,127 @@
+"""An in-process store: fast, for tests and demos. Data lives as long as the process."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+from gql_api.stores.base import (
+    NotFound,
+    PageQuery,
+    PostChanges,
+    PostPage,
+    PostRecord,
+    ProfileRecord,
+    VersionConflict,
+)
+from gql_api.stores.keyset import parse_position, position_of, to_micros
+
+_Key = tuple[int, str]  # (created_at in microseconds, id), kept in ascending order
+
+
+class MemoryStore:
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._posts: dict[str, PostRecord] = {}
+        self._profiles: dict[str, ProfileRecord] = {}
+        # One sorted key list per feed: all posts, per tag, per author, per (author, tag).
+        self._feeds: dict[tuple[str, ...], list[_Key]] = {}
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def ping(self) -> None:
+        return None
+
+    async def get(self, post_id: str) -> PostRecord | None:
+        return self._posts.get(post_id)
+
+    async def create(self, post: PostRecord) -> PostRecord:
+        async with self._lock:
+            if post.id in self._posts:
+                raise ValueError(f"duplicate post id {post.id}")
+            self._posts[post.id] = post
+            self._index(post)
+        return post
+
+    async def update(
+        self, post_id: str, changes: PostChanges, *, expected_version: int
+    ) -> PostRecord:
+        async with self._lock:
+            current = self._checked(post_id, expected_version)
+            updated = dataclasses.replace(
+                current,
+                content=changes.content,
+                is_markdown=changes.is_markdown,
+                tags=changes.tags,
+                image_keys=changes.image_keys,
+                updated_at=changes.updated_at,
+                version=current.version + 1,
+            )
+            self._unindex(current)
+            self._posts[post_id] = updated
+            self._index(updated)
+        return updated
+
+    async def delete(self, post_id: str, *, expected_version: int) -> None:
+        async with self._lock:
+            current = self._checked(post_id, expected_version)
+            self._unindex(current)
+            del self._posts[post_id]
+
+    async def list_posts(self, query: PageQuery) -> PostPage:
+        keys = self._feeds.get(_feed_name(query.tag, query.author_id), [])
+        end = len(keys)
+        if query.after is not None:
+            end = bisect.bisect_left(keys, parse_position(query.after))
+        start = max(0, end - query.first)
+        posts = [self._posts[post_id] for _, post_id in reversed(keys[start:end])]
+        return PostPage(
+            posts=posts, cursors=[position_of(p) for p in posts], has_next_page=start > 0
+        )
+
+    async def get_profiles(self, user_ids: Sequence[str]) -> Mapping[str, ProfileRecord]:
+        return {uid: self._profiles[uid] for uid in user_ids if uid in self._profiles}
+
+    def _checked(self, post_id: str, expected_version: int) -> PostRecord:
+        current = self._posts.get(post_id)
+        if current is None:
+            raise NotFound(post_id)
+        if current.version != expected_version:
+            raise VersionConflict(current.version)
+        return current
+
+    def _index(self, post: PostRecord) -> None:
+        key = (to_micros(post.created_at), post.id)
+        for feed in _feeds_of(post):
+            bisect.insort(self._feeds.setdefault(feed, []), key)
+
+    def _unindex(self, post: PostRecord) -> None:
+        key = (to_micros(post.created_at), post.id)
+        for feed in _feeds_of(post):
+            keys = self._feeds[feed]
+            del keys[bisect.bisect_left(keys, key)]
+            if not keys:
+                del self._feeds[feed]
+
+
+def _feed_name(tag: str | None, author_id: str | None) -> tuple[str, ...]:
+    return (
+        ("all",)
+        + (("tag", tag) if tag is not None else ())
+        + (("author", author_id) if author_id is not None else ())
+    )
+
+
+def _feeds_of(post: PostRecord) -> list[tuple[str, ...]]:
+    feeds = [_feed_name(None, None), _feed_name(None, post.author_id)]
+    for tag in post.tags:
+        feeds += [_feed_name(tag, None), _feed_name(tag, post.author_id)]
+    return feeds

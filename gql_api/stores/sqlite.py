@@ -1,0 +1,333 @@
+"""The embedded store: SQLite in WAL mode through aiosqlite (each connection on its own thread).
+
+Layout: ``posts`` holds one row per post, with indexes for the newest-first feed
+``(created_us DESC, id DESC)`` and the per-author feed. ``post_tags`` holds one row per
+(tag, post), written in the same transaction as the post, so the per-tag feed is one
+index range scan. Pages are keyset pages: ``WHERE (created_us, id) < (?, ?) ORDER BY
+created_us DESC, id DESC LIMIT first + 1``, so page 40 costs what page 1 costs and every
+page but the last is full, filters included.
+
+Concurrency: one writer connection behind an ``asyncio.Lock`` (SQLite has one writer at a
+time anyway; ``BEGIN IMMEDIATE`` plus ``busy_timeout`` covers other processes) and a small
+pool of reader connections, which WAL lets read while a write is in progress. Updates and
+deletes are conditional on the version (``WHERE id = ? AND version = ?``), so no write
+is ever lost between a read and a write.
+
+Scale: one file on one machine. It carries a million posts (a page is an index range
+scan: its cost is independent of the table size and of the page depth), but writes are
+serialized: expect hundreds to low thousands of small writes a second on an SSD, not a
+fleet of instances. A thousand writes a second from many containers is a job for a
+cloud store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from gql_api.stores.base import (
+    NotFound,
+    PageQuery,
+    PostChanges,
+    PostPage,
+    PostRecord,
+    ProfileRecord,
+    StoreUnavailable,
+    VersionConflict,
+)
+from gql_api.stores.keyset import from_micros, parse_position, position_of, to_micros
+
+READERS = 4
+
+# Each entry moves the schema from version N to N + 1 (PRAGMA user_version).
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE posts (
+        id TEXT PRIMARY KEY,
+        author_id TEXT NOT NULL,
+        content TEXT NOT NULL,
+        is_markdown INTEGER NOT NULL,
+        tags TEXT NOT NULL,
+        image_keys TEXT NOT NULL,
+        created_us INTEGER NOT NULL,
+        updated_us INTEGER,
+        version INTEGER NOT NULL,
+        author_nickname TEXT
+    );
+    CREATE INDEX posts_feed ON posts (created_us DESC, id DESC);
+    CREATE INDEX posts_author_feed ON posts (author_id, created_us DESC, id DESC);
+    CREATE TABLE post_tags (
+        tag TEXT NOT NULL,
+        created_us INTEGER NOT NULL,
+        post_id TEXT NOT NULL,
+        author_id TEXT NOT NULL,
+        PRIMARY KEY (tag, created_us, post_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX post_tags_author ON post_tags (author_id, tag, created_us, post_id);
+    CREATE INDEX post_tags_post ON post_tags (post_id);
+    CREATE TABLE profiles (
+        user_id TEXT PRIMARY KEY,
+        nickname TEXT
+    ) WITHOUT ROWID;
+    """,
+]
+
+_COLUMNS = (
+    "id, author_id, content, is_markdown, tags, image_keys, created_us, updated_us, "
+    "version, author_nickname"
+)
+_P_COLUMNS = ", ".join(f"p.{c.strip()}" for c in _COLUMNS.split(","))
+
+
+class SqliteStore:
+    name = "sqlite"
+
+    def __init__(self, path: Path, *, readers: int = READERS) -> None:
+        self.path = path
+        self._reader_count = readers
+        self._writer: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self._all_readers: list[aiosqlite.Connection] = []
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
+        try:
+            self._writer = await self._connect()
+            await self._migrate(self._writer)
+            for _ in range(self._reader_count):
+                reader = await self._connect()
+                self._all_readers.append(reader)
+                self._readers.put_nowait(reader)
+        except sqlite3.Error as exc:
+            await self.close()
+            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        connections = [*self._all_readers, *([self._writer] if self._writer else [])]
+        self._all_readers.clear()
+        self._readers = asyncio.Queue()
+        self._writer = None
+        for connection in connections:
+            await connection.close()
+
+    async def ping(self) -> None:
+        async with self._read() as db:
+            await _fetchall(db, "SELECT 1")
+
+    async def get(self, post_id: str) -> PostRecord | None:
+        async with self._read() as db:
+            rows = await _fetchall(db, f"SELECT {_COLUMNS} FROM posts WHERE id = ?", (post_id,))
+        return _record(rows[0]) if rows else None
+
+    async def create(self, post: PostRecord) -> PostRecord:
+        async with self._transaction() as db:
+            await db.execute(
+                f"INSERT INTO posts ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    post.id,
+                    post.author_id,
+                    post.content,
+                    int(post.is_markdown),
+                    json.dumps(post.tags),
+                    json.dumps(post.image_keys),
+                    to_micros(post.created_at),
+                    None if post.updated_at is None else to_micros(post.updated_at),
+                    post.version,
+                    post.author_nickname,
+                ),
+            )
+            await _insert_tags(db, post)
+        return post
+
+    async def update(
+        self, post_id: str, changes: PostChanges, *, expected_version: int
+    ) -> PostRecord:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE posts SET content = ?, is_markdown = ?, tags = ?, image_keys = ?, "
+                "updated_us = ?, version = version + 1 "
+                f"WHERE id = ? AND version = ? RETURNING {_COLUMNS}",
+                (
+                    changes.content,
+                    int(changes.is_markdown),
+                    json.dumps(changes.tags),
+                    json.dumps(changes.image_keys),
+                    to_micros(changes.updated_at),
+                    post_id,
+                    expected_version,
+                ),
+            )
+            row = await cursor.fetchone()
+            await cursor.close()
+            if row is None:
+                await _raise_missing_or_conflict(db, post_id)
+            updated = _record(row)
+            await db.execute("DELETE FROM post_tags WHERE post_id = ?", (post_id,))
+            await _insert_tags(db, updated)
+        return updated
+
+    async def delete(self, post_id: str, *, expected_version: int) -> None:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "DELETE FROM posts WHERE id = ? AND version = ?", (post_id, expected_version)
+            )
+            if cursor.rowcount == 0:
+                await _raise_missing_or_conflict(db, post_id)
+            await db.execute("DELETE FROM post_tags WHERE post_id = ?", (post_id,))
+
+    async def list_posts(self, query: PageQuery) -> PostPage:
+        sql, params = _page_sql(query)
+        async with self._read() as db:
+            rows = await _fetchall(db, sql, params)
+        posts = [_record(row) for row in rows[: query.first]]
+        return PostPage(
+            posts=posts,
+            cursors=[position_of(p) for p in posts],
+            has_next_page=len(rows) > query.first,
+        )
+
+    async def get_profiles(self, user_ids: Sequence[str]) -> Mapping[str, ProfileRecord]:
+        if not user_ids:
+            return {}
+        marks = ", ".join("?" * len(user_ids))
+        async with self._read() as db:
+            rows = await _fetchall(
+                db,
+                f"SELECT user_id, nickname FROM profiles WHERE user_id IN ({marks})",
+                tuple(user_ids),
+            )
+        return {row[0]: ProfileRecord(user_id=row[0], nickname=row[1]) for row in rows}
+
+    async def _connect(self) -> aiosqlite.Connection:
+        db = await aiosqlite.connect(self.path, isolation_level=None)
+        await db.execute("PRAGMA journal_mode = WAL")
+        await db.execute("PRAGMA synchronous = NORMAL")
+        await db.execute("PRAGMA busy_timeout = 5000")
+        return db
+
+    async def _migrate(self, db: aiosqlite.Connection) -> None:
+        async with self._write_lock:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                (version,) = (await _fetchall(db, "PRAGMA user_version"))[0]
+                if version > len(MIGRATIONS):
+                    raise StoreUnavailable(
+                        f"{self.path} has schema version {version}, newer than this "
+                        f"gql-api knows ({len(MIGRATIONS)}): upgrade gql-api"
+                    )
+                for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                    for statement in script.split(";"):
+                        if statement.strip():
+                            await db.execute(statement)
+                    await db.execute(f"PRAGMA user_version = {number}")
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
+        if not self._all_readers:
+            raise StoreUnavailable("the store is closed")
+        db = await self._readers.get()
+        try:
+            yield db
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        finally:
+            self._readers.put_nowait(db)
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock:
+            db = self._writer
+            if db is None:
+                raise StoreUnavailable("the store is closed")
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(str(exc)) from exc
+            try:
+                yield db
+                await db.execute("COMMIT")
+            except BaseException as exc:
+                await asyncio.shield(db.execute("ROLLBACK"))
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise StoreUnavailable(str(exc)) from exc
+                raise
+
+
+async def _fetchall(
+    db: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()
+) -> list[sqlite3.Row]:
+    return list(await db.execute_fetchall(sql, params))
+
+
+async def _raise_missing_or_conflict(db: aiosqlite.Connection, post_id: str) -> None:
+    rows = await _fetchall(db, "SELECT version FROM posts WHERE id = ?", (post_id,))
+    if not rows:
+        raise NotFound(post_id)
+    raise VersionConflict(int(rows[0][0]))
+
+
+async def _insert_tags(db: aiosqlite.Connection, post: PostRecord) -> None:
+    if post.tags:
+        micros = to_micros(post.created_at)
+        await db.executemany(
+            "INSERT INTO post_tags (tag, created_us, post_id, author_id) VALUES (?, ?, ?, ?)",
+            [(tag, micros, post.id, post.author_id) for tag in post.tags],
+        )
+
+
+def _page_sql(query: PageQuery) -> tuple[str, tuple[Any, ...]]:
+    params: list[Any] = []
+    if query.tag is not None:
+        # Feed rows come from post_tags, whose primary key is the tag feed's order.
+        source = "post_tags t JOIN posts p ON p.id = t.post_id"
+        order_keys = ("t.created_us", "t.post_id")
+        where = ["t.tag = ?"]
+        params.append(query.tag)
+        if query.author_id is not None:
+            where.append("t.author_id = ?")
+            params.append(query.author_id)
+    else:
+        source = "posts p"
+        order_keys = ("p.created_us", "p.id")
+        where = []
+        if query.author_id is not None:
+            where.append("p.author_id = ?")
+            params.append(query.author_id)
+    if query.after is not None:
+        micros, post_id = parse_position(query.after)
+        where.append(f"({order_keys[0]}, {order_keys[1]}) < (?, ?)")
+        params += [micros, post_id]
+    condition = f"WHERE {' AND '.join(where)} " if where else ""
+    sql = (
+        f"SELECT {_P_COLUMNS} FROM {source} {condition}"
+        f"ORDER BY {order_keys[0]} DESC, {order_keys[1]} DESC LIMIT ?"
+    )
+    params.append(query.first + 1)
+    return sql, tuple(params)
+
+
+def _record(row: Any) -> PostRecord:
+    return PostRecord(
+        id=row[0],
+        author_id=row[1],
+        content=row[2],
+        is_markdown=bool(row[3]),
+        tags=tuple(json.loads(row[4])),
+        image_keys=tuple(json.loads(row[5])),
+        created_at=from_micros(row[6]),
+        updated_at=None if row[7] is None else from_micros(row[7]),
+        version=row[8],
+        author_nickname=row[9],
+    )

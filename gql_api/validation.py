@@ -1,0 +1,164 @@
+"""Input rules of the public contract: limits, normalization and the error for each case."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gql_api.errors import BadUserInput
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_content_length: int = 10_000
+    # Surrounding whitespace is stored as sent, but not without bound: no store should
+    # hold (or a DynamoDB item overflow on) a megabyte of spaces around a short post.
+    max_raw_content_length: int = 20_000
+    max_tags: int = 10
+    max_tag_length: int = 50
+    max_images_per_post: int = 4
+    max_image_key_length: int = 512
+    max_page_size: int = 100
+    default_page_size: int = 20
+    max_id_length: int = 128
+    max_user_id_length: int = 256
+    max_cursor_length: int = 1024
+    max_nickname_length: int = 50
+
+
+LIMITS = Limits()
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_KEY_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def has_surrogates(text: str) -> bool:
+    """Lone surrogates come through JSON escapes but cannot be stored as UTF-8."""
+    return _SURROGATE.search(text) is not None
+
+
+def _is_control(char: str) -> bool:
+    return unicodedata.category(char) in ("Cc", "Cs")
+
+
+def check_content(content: str, field: str) -> str:
+    if has_surrogates(content):
+        raise BadUserInput(f"{field} contains an invalid character (a lone surrogate)", field=field)
+    if len(content) > LIMITS.max_raw_content_length:
+        raise BadUserInput(
+            f"{field} is too long: at most {LIMITS.max_raw_content_length} characters "
+            "including surrounding whitespace",
+            field=field,
+        )
+    length = len(content.strip())
+    if length == 0:
+        raise BadUserInput(f"{field} must not be empty or only whitespace", field=field)
+    if length > LIMITS.max_content_length:
+        raise BadUserInput(
+            f"{field} is too long: {length} characters, at most {LIMITS.max_content_length}",
+            field=field,
+        )
+    return content
+
+
+def normalize_tag(raw: str, field: str) -> str:
+    """NFKC, trimmed, lower-cased; 1-50 characters, no whitespace or control characters."""
+    if has_surrogates(raw):
+        raise BadUserInput(f"{field} contains an invalid character (a lone surrogate)", field=field)
+    tag = unicodedata.normalize("NFKC", raw).strip().lower()
+    if not tag:
+        raise BadUserInput(f"{field} must not be empty", field=field)
+    if len(tag) > LIMITS.max_tag_length:
+        raise BadUserInput(
+            f"{field} is too long: {len(tag)} characters, at most {LIMITS.max_tag_length}",
+            field=field,
+        )
+    if any(char.isspace() or _is_control(char) for char in tag):
+        raise BadUserInput(
+            f"{field} must not contain whitespace or control characters", field=field
+        )
+    return tag
+
+
+def normalize_tags(raw: Sequence[str], field: str) -> tuple[str, ...]:
+    if len(raw) > 10 * LIMITS.max_tags:  # no point normalizing thousands of tags
+        raise BadUserInput(f"{field}: at most {LIMITS.max_tags} tags", field=field)
+    tags: dict[str, None] = {}
+    for index, item in enumerate(raw):
+        tags.setdefault(normalize_tag(item, f"{field}[{index}]"), None)
+    if len(tags) > LIMITS.max_tags:
+        raise BadUserInput(
+            f"{field}: {len(tags)} distinct tags, at most {LIMITS.max_tags}", field=field
+        )
+    return tuple(tags)
+
+
+def check_image_key_count(keys: Sequence[str], field: str) -> None:
+    if len(keys) > LIMITS.max_images_per_post:
+        raise BadUserInput(
+            f"{field}: {len(keys)} image keys, at most {LIMITS.max_images_per_post}", field=field
+        )
+
+
+def check_image_keys(keys: Sequence[str], author_id: str, field: str) -> tuple[str, ...]:
+    """Each key must lie under ``{author_id}/`` of the post's author, as uploads are issued."""
+    check_image_key_count(keys, field)
+    prefix = f"{author_id}/"
+    for index, key in enumerate(keys):
+        where = f"{field}[{index}]"
+        if len(key) > LIMITS.max_image_key_length:
+            raise BadUserInput(
+                f"{where} is too long: at most {LIMITS.max_image_key_length} characters",
+                field=where,
+            )
+        if not key.startswith(prefix):
+            raise BadUserInput(
+                f"{where} must start with the post author's prefix {prefix!r}", field=where
+            )
+        segments = key[len(prefix) :].split("/")
+        if any(s in ("", ".", "..") or not _KEY_SEGMENT.fullmatch(s) for s in segments):
+            raise BadUserInput(
+                f"{where} must be {prefix}<name> where the name uses only letters, digits, "
+                "'.', '_', '-' and '/' between non-empty parts",
+                field=where,
+            )
+    if len(set(keys)) != len(keys):
+        raise BadUserInput(f"{field} lists the same key twice", field=field)
+    return tuple(keys)
+
+
+def check_page_size(first: int | None) -> int:
+    if first is None:
+        return LIMITS.default_page_size
+    if not 1 <= first <= LIMITS.max_page_size:
+        raise BadUserInput(
+            f"first must be between 1 and {LIMITS.max_page_size}, got {first}", field="first"
+        )
+    return first
+
+
+def check_user_id(user_id: str, field: str) -> str:
+    if not user_id or len(user_id) > LIMITS.max_user_id_length or has_surrogates(user_id):
+        raise BadUserInput(
+            f"{field} must be 1 to {LIMITS.max_user_id_length} valid characters", field=field
+        )
+    return user_id
+
+
+def is_plausible_post_id(post_id: str) -> bool:
+    """Ids we could have issued; anything else is simply not found."""
+    return 0 < len(post_id) <= LIMITS.max_id_length and not has_surrogates(post_id)
+
+
+def clean_nickname(raw: object) -> str | None:
+    """A nickname claim from a token, kept only when it is a valid nickname."""
+    if not isinstance(raw, str):
+        return None
+    nickname = raw.strip()
+    if not 1 <= len(nickname) <= LIMITS.max_nickname_length:
+        return None
+    if any(_is_control(char) for char in nickname):
+        return None
+    return nickname

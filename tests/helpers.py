@@ -1,0 +1,50 @@
+"""Builders shared by the tests."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+from gql_api.auth import Identity
+from gql_api.stores.base import PostRecord
+
+ALICE = Identity(user_id="alice")
+BOB = Identity(user_id="bob")
+ADMIN = Identity(user_id="root", is_admin=True)
+DEV_SECRET = "test-secret-0123456789abcdef-0123456789"
+
+_BASE = datetime(2026, 1, 1, tzinfo=UTC)
+_ids = itertools.count(1)
+
+
+class StepClock:
+    """A clock that moves one millisecond per reading: creation order is feed order."""
+
+    def __init__(self, start: datetime = _BASE) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(milliseconds=1)
+        return self.now
+
+
+def record(
+    *,
+    author_id: str = "alice",
+    tags: tuple[str, ...] = (),
+    created_at: datetime | None = None,
+    post_id: str | None = None,
+    content: str = "hello",
+) -> PostRecord:
+    number = next(_ids)
+    return PostRecord(
+        id=post_id or f"p{number:06d}",
+        author_id=author_id,
+        content=content,
+        is_markdown=False,
+        tags=tags,
+        image_keys=(),
+        created_at=created_at or _BASE + timedelta(seconds=number),
+        updated_at=None,
+        version=1,
+    )

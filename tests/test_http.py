@@ -1,0 +1,473 @@
+"""/graphql and /healthz through the real ASGI app (Starlette, lifespan, SQLite store)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from starlette.applications import Starlette
+
+from gql_api.app import create_app
+from gql_api.auth import DEV_AUDIENCE, DEV_ISSUER, mint_dev_token
+from gql_api.settings import Settings
+from gql_api.stores.base import PageQuery, PostStore
+from gql_api.stores.sqlite import SqliteStore
+from tests.helpers import DEV_SECRET
+
+CREATE = """
+mutation Create($content: String!, $tags: [String!]) {
+  createPost(input: {content: $content, tags: $tags}) { id version content tags createdAt }
+}"""
+JSON = "application/json"
+GRAPHQL_JSON = "application/graphql-response+json"
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+def make_settings(tmp_path: Path, **values: Any) -> Settings:
+    return Settings(sqlite_path=tmp_path / "data" / "gql-api.db", dev_secret=DEV_SECRET, **values)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path, max_body_bytes=4096, cors_origins="https://app.example")
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Starlette]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
+
+
+@pytest.fixture
+def token(settings: Settings) -> Callable[..., str]:
+    def make(user: str = "alice", **options: Any) -> str:
+        return mint_dev_token(settings, DEV_SECRET, user_id=user, **options)
+
+    return make
+
+
+async def gql(
+    client: httpx.AsyncClient,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    *,
+    token: str | None = None,
+    accept: str = JSON,
+) -> httpx.Response:
+    headers = {"accept": accept}
+    if token is not None:
+        headers["authorization"] = f"Bearer {token}"
+    return await client.post(
+        "/graphql", json={"query": query, "variables": variables}, headers=headers
+    )
+
+
+def store_of(app: Starlette) -> PostStore:
+    store: PostStore = app.state.store
+    return store
+
+
+async def count_posts(app: Starlette) -> int:
+    return len((await store_of(app).list_posts(PageQuery(first=100))).posts)
+
+
+# --- the happy paths -----------------------------------------------------------------------
+
+
+async def test_create_then_read_over_post_and_get(
+    client: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
+    created = await gql(client, CREATE, {"content": "hi", "tags": ["A"]}, token=token())
+    assert created.status_code == 200
+    assert created.headers["content-type"].startswith(JSON)
+    post = created.json()["data"]["createPost"]
+    assert (post["version"], post["content"], post["tags"]) == (1, "hi", ["a"])
+    assert post["createdAt"].endswith("Z")
+    query = "query One($id: ID!) { post(id: $id) { id content author { userId } } }"
+    read = await client.get(
+        "/graphql",
+        params={"query": query, "variables": f'{{"id": "{post["id"]}"}}'},
+        headers={"accept": JSON},
+    )
+    assert read.status_code == 200
+    assert read.json() == {
+        "data": {"post": {"id": post["id"], "content": "hi", "author": {"userId": "alice"}}}
+    }
+
+
+async def test_graphql_response_json_when_accepted(client: httpx.AsyncClient) -> None:
+    response = await gql(client, "{ limits { maxPageSize } }", accept=GRAPHQL_JSON)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith(GRAPHQL_JSON)
+    assert response.json() == {"data": {"limits": {"maxPageSize": 100}}}
+
+
+async def test_viewer_and_profiles(client: httpx.AsyncClient, token: Callable[..., str]) -> None:
+    query = """{
+      viewer { userId isAdmin profile { nickname } }
+      profile(userId: "bob") { userId nickname }
+    }"""
+    anonymous = await gql(client, query)
+    assert anonymous.json()["data"]["viewer"] is None
+    assert anonymous.json()["data"]["profile"] == {"userId": "bob", "nickname": None}
+    admin = await gql(client, query, token=token("root", admin=True, nickname="Boss"))
+    assert admin.json()["data"]["viewer"] == {
+        "userId": "root",
+        "isAdmin": True,
+        "profile": {"nickname": "Boss"},
+    }
+
+
+async def test_author_nickname_comes_from_the_token_claim(
+    client: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
+    await gql(client, CREATE, {"content": "hi"}, token=token("alice", nickname="Alice"))
+    response = await gql(client, "{ posts { nodes { author { userId nickname } } } }")
+    assert response.json()["data"]["posts"]["nodes"] == [
+        {"author": {"userId": "alice", "nickname": "Alice"}}
+    ]
+
+
+async def test_authors_are_loaded_in_one_store_call(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db.sqlite")
+    calls: list[list[str]] = []
+    original = store.get_profiles
+
+    async def counted(user_ids: Any) -> Any:
+        calls.append(list(user_ids))
+        return await original(user_ids)
+
+    store.get_profiles = counted  # type: ignore[method-assign]
+    settings = make_settings(tmp_path)
+    app = create_app(settings, store=store)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
+    ):
+        for i in range(9):
+            user = ["ann", "ben", "cat"][i % 3]
+            token = mint_dev_token(settings, DEV_SECRET, user_id=user)
+            await gql(client, CREATE, {"content": f"#{i}"}, token=token)
+        response = await gql(
+            client,
+            "{ posts { nodes { author { userId } } edges { node { author { nickname } } } } }",
+        )
+    nodes = response.json()["data"]["posts"]["nodes"]
+    assert len(nodes) == 9
+    assert calls == [["cat", "ben", "ann"]]
+
+
+# --- request errors ------------------------------------------------------------------------
+
+
+async def test_mutation_over_get_is_405_and_changes_nothing(
+    app: Starlette, client: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
+    response = await client.get(
+        "/graphql",
+        params={"query": 'mutation { createPost(input: {content: "x"}) { id } }'},
+        headers={"authorization": f"Bearer {token()}", "accept": JSON},
+    )
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.json()["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
+    assert await count_posts(app) == 0
+
+
+async def test_other_methods_are_405(client: httpx.AsyncClient) -> None:
+    response = await client.put("/graphql", json={"query": "{ limits { maxTags } }"})
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
+
+
+async def test_body_over_the_limit_is_413_before_parsing(
+    app: Starlette, client: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
+    big = '{"query": "mutation { createPost(input: {content: \\"' + "x" * 5000 + '\\"}) { id } }"}'
+    headers = {"content-type": JSON, "authorization": f"Bearer {token()}"}
+    declared = await client.post("/graphql", content=big, headers=headers)
+    assert declared.status_code == 413
+    assert declared.json()["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted while read
+        for start in range(0, len(big), 1000):
+            yield big[start : start + 1000].encode()
+
+    streamed = await client.post("/graphql", content=chunks(), headers=headers)
+    assert streamed.status_code == 413
+    assert await count_posts(app) == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status", "code"),
+    [
+        ("{not json", JSON, 400, "BAD_REQUEST"),
+        ("[1, 2]", JSON, 400, "BAD_REQUEST"),
+        ('{"variables": {}}', JSON, 400, "BAD_REQUEST"),
+        ('{"query": ""}', JSON, 400, "BAD_REQUEST"),
+        ('{"query": 5}', JSON, 400, "BAD_REQUEST"),
+        ('{"query": "{ limits { maxTags } }", "variables": [1]}', JSON, 400, "BAD_REQUEST"),
+        ('{"query": "{ limits { maxTags } }", "operationName": 3}', JSON, 400, "BAD_REQUEST"),
+        ("query=x", "application/x-www-form-urlencoded", 415, "UNSUPPORTED_MEDIA_TYPE"),
+        ('{"query": "{ limits { maxTags } }"}', "text/plain", 415, "UNSUPPORTED_MEDIA_TYPE"),
+    ],
+)
+async def test_malformed_requests(
+    client: httpx.AsyncClient, content: str, content_type: str, status: int, code: str
+) -> None:
+    response = await client.post(
+        "/graphql", content=content, headers={"content-type": content_type}
+    )
+    assert response.status_code == status
+    body = response.json()
+    assert "data" not in body
+    assert body["errors"][0]["extensions"]["code"] == code
+
+
+async def test_get_without_query_is_400_for_clients(client: httpx.AsyncClient) -> None:
+    response = await client.get("/graphql", headers={"accept": JSON})
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ("{ posts { ", "GRAPHQL_PARSE_FAILED"),
+        ("{ nope }", "GRAPHQL_VALIDATION_FAILED"),
+        ("query A { limits { maxTags } } query B { limits { maxTags } }", "BAD_REQUEST"),
+    ],
+)
+async def test_document_errors(client: httpx.AsyncClient, query: str, code: str) -> None:
+    legacy = await gql(client, query)
+    assert legacy.status_code == 200
+    assert legacy.json()["errors"][0]["extensions"]["code"] == code
+    modern = await gql(client, query, accept=GRAPHQL_JSON)
+    assert modern.status_code == 400
+    assert "data" not in modern.json()
+    assert modern.json()["errors"][0]["extensions"]["code"] == code
+
+
+async def test_variables_of_the_wrong_type_are_bad_user_input(client: httpx.AsyncClient) -> None:
+    response = await gql(
+        client,
+        "query($n: Int) { posts(first: $n) { nodes { id } } }",
+        {"n": "ten"},
+        accept=GRAPHQL_JSON,
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert "data" not in body
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_unacceptable_accept_header_is_406(client: httpx.AsyncClient) -> None:
+    response = await gql(client, "{ limits { maxTags } }", accept="text/csv")
+    assert response.status_code == 406
+
+
+# --- field errors --------------------------------------------------------------------------
+
+
+async def test_rule_errors_carry_their_codes(
+    client: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
+    alice = token("alice")
+    created = await gql(client, CREATE, {"content": "mine"}, token=alice)
+    post_id = created.json()["data"]["createPost"]["id"]
+    update = """mutation($id: ID!, $v: Int) {
+      updatePost(id: $id, input: {content: "changed"}, expectedVersion: $v) { version } }"""
+    cases = [
+        (None, {"id": post_id}, "UNAUTHENTICATED"),
+        (token("bob"), {"id": post_id}, "FORBIDDEN"),
+        (alice, {"id": "missing"}, "NOT_FOUND"),
+        (alice, {"id": post_id, "v": 9}, "CONFLICT"),
+    ]
+    for bearer, variables, code in cases:
+        response = await gql(client, update, variables, token=bearer, accept=GRAPHQL_JSON)
+        assert response.status_code == 200
+        body = response.json()
+        assert body["data"] is None
+        assert body["errors"][0]["extensions"]["code"] == code
+        assert body["errors"][0]["path"] == ["updatePost"]
+    conflict = await gql(client, update, {"id": post_id, "v": 9}, token=alice)
+    assert conflict.json()["errors"][0]["extensions"]["currentVersion"] == 1
+    bad = await gql(client, CREATE, {"content": "x", "tags": ["a b"]}, token=alice)
+    assert bad.json()["errors"][0]["extensions"] == {
+        "code": "BAD_USER_INPUT",
+        "field": "input.tags[0]",
+    }
+
+
+async def test_lone_surrogates_are_bad_user_input_not_a_crash(
+    app: Starlette, client: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
+    body = (
+        '{"query": "mutation($c: String!) { createPost(input: {content: $c}) { id } }", '
+        '"variables": {"c": "x\\ud800y"}}'
+    )
+    response = await client.post(
+        "/graphql",
+        content=body,
+        headers={"content-type": JSON, "authorization": f"Bearer {token()}"},
+    )
+    assert response.status_code == 200
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert await count_posts(app) == 0
+
+
+async def test_internal_errors_are_masked_and_logged_with_a_request_id(
+    app: Starlette, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("SELECT secret FROM /var/lib/db.sqlite")
+
+    app.state.service.get_post = broken
+    with caplog.at_level(logging.ERROR):
+        response = await client.post(
+            "/graphql",
+            json={"query": '{ post(id: "x") { id } }'},
+            headers={"x-request-id": "req-42"},
+        )
+    body = response.json()
+    error = body["errors"][0]
+    assert "secret" not in response.text and "sqlite" not in response.text
+    assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR", "requestId": "req-42"}
+    assert "req-42" in error["message"]
+    assert response.headers["x-request-id"] == "req-42"
+    logged = "\n".join(r.getMessage() + str(r.exc_info) for r in caplog.records)
+    assert "req-42" in logged and "SELECT secret" in logged
+
+
+# --- tokens --------------------------------------------------------------------------------
+
+
+def _claims(**overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    claims = {"sub": "alice", "iss": DEV_ISSUER, "aud": DEV_AUDIENCE, "iat": now, "exp": now + 600}
+    claims.update(overrides)
+    return claims
+
+
+BAD_TOKENS = {
+    "expired": jwt.encode(_claims(exp=int(time.time()) - 3600), DEV_SECRET, algorithm="HS256"),
+    "wrong secret": jwt.encode(
+        _claims(), "another-secret-0123456789-0123456789", algorithm="HS256"
+    ),
+    "tampered": jwt.encode(_claims(), DEV_SECRET, algorithm="HS256")[:-4] + "AAAA",
+    "wrong audience": jwt.encode(_claims(aud="other"), DEV_SECRET, algorithm="HS256"),
+    "no subject": jwt.encode(
+        {k: v for k, v in _claims().items() if k != "sub"}, DEV_SECRET, algorithm="HS256"
+    ),
+    "alg none": jwt.encode(_claims(), None, algorithm="none"),
+    "garbage": "not.a.token",
+    "huge": "x" * 9000,
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_TOKENS))
+@pytest.mark.parametrize("operation", ["query", "mutation"])
+async def test_bad_tokens_are_401_on_queries_and_mutations(
+    app: Starlette, client: httpx.AsyncClient, name: str, operation: str
+) -> None:
+    query = CREATE if operation == "mutation" else "{ limits { maxTags } }"
+    response = await gql(client, query, {"content": "x"}, token=BAD_TOKENS[name])
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+    assert response.json() == {
+        "errors": [
+            {
+                "message": response.json()["errors"][0]["message"],
+                "extensions": {"code": "UNAUTHENTICATED"},
+            }
+        ]
+    }
+    assert await count_posts(app) == 0
+
+
+@pytest.mark.parametrize("header", ["Basic abc", "Bearer", "Bearer    ", "token"])
+async def test_malformed_authorization_header_is_401(
+    client: httpx.AsyncClient, header: str
+) -> None:
+    response = await client.post(
+        "/graphql", json={"query": "{ limits { maxTags } }"}, headers={"authorization": header}
+    )
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_request"'
+
+
+async def test_expired_token_message_says_so(client: httpx.AsyncClient) -> None:
+    response = await gql(client, "{ limits { maxTags } }", token=BAD_TOKENS["expired"])
+    assert response.json()["errors"][0]["message"] == "token has expired"
+
+
+# --- health, GraphiQL, CORS ----------------------------------------------------------------
+
+
+async def test_healthz_answers_200_when_the_store_answers(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+    assert (response.status_code, response.json()) == (200, {"status": "ok", "store": "sqlite"})
+
+
+async def test_healthz_answers_503_when_the_store_does_not(
+    app: Starlette, client: httpx.AsyncClient
+) -> None:
+    await store_of(app).close()  # the database is gone
+    response = await client.get("/healthz")
+    assert (response.status_code, response.json()) == (
+        503,
+        {"status": "unavailable", "store": "sqlite"},
+    )
+    query = await gql(client, '{ post(id: "x") { id } }')
+    assert query.json()["errors"][0]["extensions"]["code"] == "STORE_UNAVAILABLE"
+    await store_of(app).open()  # the lifespan closes it again
+
+
+async def test_browsers_get_graphiql(client: httpx.AsyncClient) -> None:
+    response = await client.get("/graphql", headers={"accept": BROWSER_ACCEPT})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "graphiql" in response.text.lower()
+
+
+async def test_graphiql_can_be_switched_off(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path, graphiql=False))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
+    ):
+        response = await client.get("/graphql", headers={"accept": BROWSER_ACCEPT})
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+async def test_cors_allows_only_configured_origins(client: httpx.AsyncClient) -> None:
+    preflight = {
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization,content-type",
+    }
+    allowed = await client.options(
+        "/graphql", headers={"origin": "https://app.example", **preflight}
+    )
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+    refused = await client.options(
+        "/graphql", headers={"origin": "https://evil.example", **preflight}
+    )
+    assert "access-control-allow-origin" not in refused.headers
+    simple = await gql(client, "{ limits { maxTags } }")
+    assert "access-control-allow-origin" not in simple.headers

@@ -1,0 +1,289 @@
+"""The rules of the service layer, on every store: ownership, versions, validation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gql_api.auth import Identity
+from gql_api.errors import (
+    ApiError,
+    BadUserInput,
+    Conflict,
+    Forbidden,
+    PostNotFound,
+    StoreUnavailableError,
+    Unauthenticated,
+)
+from gql_api.service import NewPost, PostEdit, PostService
+from gql_api.stores.base import PageQuery, PostStore
+from tests.helpers import ADMIN, ALICE, BOB
+
+
+async def alice_post(service: PostService, **values: object) -> str:
+    post = await service.create_post(ALICE, NewPost(content="hello", **values))  # type: ignore[arg-type]
+    return post.id
+
+
+# --- ownership -----------------------------------------------------------------------------
+
+OWNERSHIP = [
+    (ALICE, None),
+    (ADMIN, None),
+    (BOB, Forbidden),
+    (None, Unauthenticated),
+]
+
+
+@pytest.mark.parametrize(("viewer", "refusal"), OWNERSHIP, ids=["author", "admin", "other", "anon"])
+async def test_who_may_update(
+    service: PostService, viewer: Identity | None, refusal: type[ApiError] | None
+) -> None:
+    post_id = await alice_post(service)
+    edit = PostEdit(content="changed")
+    if refusal is None:
+        updated = await service.update_post(viewer, post_id, edit)
+        assert (updated.content, updated.version, updated.author_id) == ("changed", 2, "alice")
+    else:
+        with pytest.raises(refusal):
+            await service.update_post(viewer, post_id, edit)
+        unchanged = await service.get_post(post_id)
+        assert unchanged is not None
+        assert (unchanged.content, unchanged.version) == ("hello", 1)
+
+
+@pytest.mark.parametrize(("viewer", "refusal"), OWNERSHIP, ids=["author", "admin", "other", "anon"])
+async def test_who_may_delete(
+    service: PostService, viewer: Identity | None, refusal: type[ApiError] | None
+) -> None:
+    post_id = await alice_post(service)
+    if refusal is None:
+        assert await service.delete_post(viewer, post_id) == post_id
+        assert await service.get_post(post_id) is None
+    else:
+        with pytest.raises(refusal):
+            await service.delete_post(viewer, post_id)
+        assert await service.get_post(post_id) is not None
+
+
+async def test_anonymous_may_not_create(service: PostService, store: PostStore) -> None:
+    with pytest.raises(Unauthenticated):
+        await service.create_post(None, NewPost(content="hi"))
+    assert (await store.list_posts(PageQuery(first=5))).posts == []
+
+
+async def test_anonymous_may_read(service: PostService) -> None:
+    post_id = await alice_post(service)
+    post = await service.get_post(post_id)
+    assert post is not None
+    assert [e.post.id for e in (await service.list_posts()).edges] == [post_id]
+
+
+@pytest.mark.parametrize("viewer", [ALICE, BOB, ADMIN])
+async def test_changing_a_missing_post_is_not_found(service: PostService, viewer: Identity) -> None:
+    with pytest.raises(PostNotFound):
+        await service.update_post(viewer, "missing", PostEdit(content="x"))
+    with pytest.raises(PostNotFound):
+        await service.delete_post(viewer, "missing")
+    with pytest.raises(PostNotFound):
+        await service.delete_post(viewer, "\ud800" * 3)  # not even a possible id
+
+
+# --- versions ------------------------------------------------------------------------------
+
+
+async def test_versions_start_at_one_and_count_updates(service: PostService) -> None:
+    post_id = await alice_post(service)
+    created = await service.get_post(post_id)
+    assert created is not None
+    assert (created.version, created.updated_at) == (1, None)
+    for expected in (2, 3, 4):
+        updated = await service.update_post(ALICE, post_id, PostEdit(is_markdown=True))
+        assert updated.version == expected
+        assert updated.updated_at is not None and updated.updated_at > created.created_at
+
+
+async def test_expected_version_mismatch_is_conflict_with_current_version(
+    service: PostService,
+) -> None:
+    post_id = await alice_post(service)
+    await service.update_post(ALICE, post_id, PostEdit(content="v2"), expected_version=1)
+    with pytest.raises(Conflict) as raised:
+        await service.update_post(ALICE, post_id, PostEdit(content="stale"), expected_version=1)
+    assert raised.value.extensions == {"code": "CONFLICT", "currentVersion": 2}
+    with pytest.raises(Conflict):
+        await service.delete_post(ALICE, post_id, expected_version=1)
+    current = await service.get_post(post_id)
+    assert current is not None
+    assert (current.content, current.version) == ("v2", 2)
+
+
+async def test_concurrent_updates_without_expected_version_lose_nothing(
+    service: PostService,
+) -> None:
+    post_id = await alice_post(service, tags=["start"])
+    edits = [PostEdit(tags=[f"t{i}"]) for i in range(6)]
+    results = await asyncio.gather(
+        *(service.update_post(ALICE, post_id, e) for e in edits), return_exceptions=True
+    )
+    successes = [r for r in results if not isinstance(r, BaseException)]
+    assert all(isinstance(r, Conflict) for r in results if isinstance(r, BaseException))
+    final = await service.get_post(post_id)
+    assert final is not None
+    assert final.version == 1 + len(successes)
+    assert len(successes) >= 1
+
+
+async def test_concurrent_updates_with_one_expected_version_have_one_winner(
+    service: PostService,
+) -> None:
+    post_id = await alice_post(service)
+    results = await asyncio.gather(
+        *(
+            service.update_post(ALICE, post_id, PostEdit(content=f"c{i}"), expected_version=1)
+            for i in range(8)
+        ),
+        return_exceptions=True,
+    )
+    assert sum(not isinstance(r, BaseException) for r in results) == 1
+    assert all(isinstance(r, Conflict) for r in results if isinstance(r, BaseException))
+    final = await service.get_post(post_id)
+    assert final is not None and final.version == 2
+
+
+# --- validation, each limit at its edge and one past ---------------------------------------
+
+
+async def rejected(service: PostService, new: NewPost, field: str) -> BadUserInput:
+    with pytest.raises(BadUserInput) as raised:
+        await service.create_post(ALICE, new)
+    assert raised.value.extensions["field"] == field
+    assert (await service.list_posts()).edges == []
+    return raised.value
+
+
+async def test_content_length_edges(service: PostService) -> None:
+    exact = "é" * 10_000
+    post = await service.create_post(ALICE, NewPost(content=f"  {exact}\n"))
+    assert post.content == f"  {exact}\n"  # stored exactly as sent
+    await service.delete_post(ALICE, post.id)
+    await rejected(service, NewPost(content="é" * 10_001), "input.content")
+    await rejected(service, NewPost(content=" \n\t "), "input.content")
+    await rejected(service, NewPost(content=""), "input.content")
+    await rejected(service, NewPost(content="x" + " " * 20_000), "input.content")
+    await rejected(service, NewPost(content="bad \ud800 surrogate"), "input.content")
+
+
+async def test_tags_are_normalized(service: PostService) -> None:
+    post = await service.create_post(
+        ALICE,
+        NewPost(
+            content="x",
+            tags=[" Python ", "PYTHON", "\uff50\uff59\uff54\uff48\uff4f\uff4e", "Rust", "rust"],
+        ),
+    )
+    assert post.tags == ("python", "rust")
+
+
+async def test_tag_limits(service: PostService) -> None:
+    ten = [f"t{i}" for i in range(10)]
+    post = await service.create_post(ALICE, NewPost(content="x", tags=[*ten, "T0", "t9"]))
+    assert post.tags == tuple(ten)  # duplicates do not count towards the limit
+    await service.delete_post(ALICE, post.id)
+    await rejected(service, NewPost(content="x", tags=[*ten, "t10"]), "input.tags")
+    fifty = "a" * 50
+    post = await service.create_post(ALICE, NewPost(content="x", tags=[fifty]))
+    assert post.tags == (fifty,)
+    await service.delete_post(ALICE, post.id)
+    await rejected(service, NewPost(content="x", tags=["a" * 51]), "input.tags[0]")
+    await rejected(service, NewPost(content="x", tags=["ok", "   "]), "input.tags[1]")
+    await rejected(service, NewPost(content="x", tags=["two words"]), "input.tags[0]")
+    await rejected(service, NewPost(content="x", tags=["tab\tinside"]), "input.tags[0]")
+    await rejected(service, NewPost(content="x", tags=["bell\x07"]), "input.tags[0]")
+
+
+async def test_image_key_limits(service: PostService) -> None:
+    four = [f"alice/{i}.png" for i in range(4)]
+    post = await service.create_post(ALICE, NewPost(content="x", image_keys=four))
+    assert post.image_keys == tuple(four)
+    await service.delete_post(ALICE, post.id)
+    await rejected(
+        service, NewPost(content="x", image_keys=[*four, "alice/4.png"]), "input.imageKeys"
+    )
+    await rejected(service, NewPost(content="x", image_keys=["bob/1.png"]), "input.imageKeys[0]")
+    await rejected(service, NewPost(content="x", image_keys=["alice1.png"]), "input.imageKeys[0]")
+    await rejected(
+        service, NewPost(content="x", image_keys=["alice/../bob/x"]), "input.imageKeys[0]"
+    )
+    await rejected(service, NewPost(content="x", image_keys=["alice/"]), "input.imageKeys[0]")
+    await rejected(
+        service, NewPost(content="x", image_keys=["alice/a.png", "alice/a.png"]), "input.imageKeys"
+    )
+
+
+async def test_admin_edit_keeps_image_keys_under_the_author(service: PostService) -> None:
+    post_id = await alice_post(service)
+    with pytest.raises(BadUserInput):
+        await service.update_post(ADMIN, post_id, PostEdit(image_keys=["root/x.png"]))
+    updated = await service.update_post(ADMIN, post_id, PostEdit(image_keys=["alice/x.png"]))
+    assert updated.image_keys == ("alice/x.png",)
+
+
+async def test_invalid_update_changes_nothing(service: PostService) -> None:
+    post_id = await alice_post(service, tags=["keep"])
+    for edit in (
+        PostEdit(content=""),
+        PostEdit(tags=["x"] * 0 + [f"t{i}" for i in range(11)]),
+        PostEdit(image_keys=["bob/x.png"]),
+        PostEdit(),
+    ):
+        with pytest.raises(BadUserInput):
+            await service.update_post(ALICE, post_id, edit)
+    post = await service.get_post(post_id)
+    assert post is not None
+    assert (post.content, post.tags, post.version) == ("hello", ("keep",), 1)
+
+
+@pytest.mark.parametrize(
+    ("first", "ok"), [(None, True), (1, True), (100, True), (0, False), (101, False), (-1, False)]
+)
+async def test_page_size_edges(service: PostService, first: int | None, ok: bool) -> None:
+    if ok:
+        await service.list_posts(first=first)
+    else:
+        with pytest.raises(BadUserInput):
+            await service.list_posts(first=first)
+
+
+async def test_tag_argument_is_normalized_like_tags(service: PostService) -> None:
+    post_id = await alice_post(service, tags=["python"])
+    page = await service.list_posts(tag="  PYTHON ")
+    assert [e.post.id for e in page.edges] == [post_id]
+    with pytest.raises(BadUserInput):
+        await service.list_posts(tag="two words")
+
+
+# --- store outages -------------------------------------------------------------------------
+
+
+class SlowStore:
+    """Wraps a store and makes every call hang."""
+
+    def __init__(self, inner: PostStore) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def __getattr__(self, name: str) -> object:
+        async def hang(*args: object, **kwargs: object) -> None:
+            await asyncio.sleep(3600)
+
+        return hang
+
+
+async def test_a_store_that_does_not_answer_is_store_unavailable(store: PostStore) -> None:
+    service = PostService(SlowStore(store), timeout=0.05)  # type: ignore[arg-type]
+    with pytest.raises(StoreUnavailableError):
+        await service.get_post("x")
+    with pytest.raises(StoreUnavailableError):
+        await service.create_post(ALICE, NewPost(content="x"))
