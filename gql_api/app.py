@@ -13,6 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gql_api.auth import Authenticator, DevAuthenticator, dev_secret
 from gql_api.endpoint import GraphQLEndpoint
@@ -22,7 +23,7 @@ from gql_api.schema import schema
 from gql_api.service import PostService
 from gql_api.settings import Settings
 from gql_api.stores import create_store
-from gql_api.stores.base import PostStore
+from gql_api.stores.base import PostStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,26 @@ HEALTH_TIMEOUT_SECONDS = 2.0
 async def build_authenticator(settings: Settings) -> Authenticator:
     secret = await asyncio.to_thread(dev_secret, settings)
     return DevAuthenticator(settings, secret)
+
+
+class _CleanStartupFailure:
+    """Reports a known start-up failure to the server as one line, not a traceback."""
+
+    def __init__(self, app: ASGIApp, failures: list[str]) -> None:
+        self.app = app
+        self.failures = failures
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_clean(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed" and self.failures:
+                message = {**message, "message": self.failures[-1]}
+            await send(message)
+
+        await self.app(scope, receive, send_clean)
 
 
 def create_app(
@@ -52,11 +73,17 @@ def create_app(
         graphiql=settings.graphiql,
     )
 
+    startup_failures: list[str] = []
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if endpoint.authenticator is None:  # built here: it may read the secret file
-            endpoint.authenticator = await build_authenticator(settings)
-        await store.open()
+        try:
+            if endpoint.authenticator is None:  # built here: it may read the secret file
+                endpoint.authenticator = await build_authenticator(settings)
+            await store.open()
+        except (StoreUnavailable, OSError, RuntimeError) as error:
+            startup_failures.append(f"gql-api cannot start: store {store.name}: {error}")
+            raise
         log.info("store %s open", store.name)
         try:
             yield
@@ -72,7 +99,7 @@ def create_app(
             return JSONResponse({"status": "unavailable", "store": store.name}, status_code=503)
         return JSONResponse({"status": "ok", "store": store.name})
 
-    middleware = []
+    middleware = [Middleware(_CleanStartupFailure, failures=startup_failures)]
     if settings.cors_origins:
         middleware.append(
             Middleware(

@@ -22,7 +22,7 @@ from strawberry.http.ides import get_graphql_ide_html
 
 from gql_api.auth import Authenticator, Identity, InvalidToken
 from gql_api.context import RequestContext
-from gql_api.executor import Executor, RequestError, request_error
+from gql_api.executor import Executor, RequestError, internal_error, request_error
 from gql_api.service import PostService
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,9 @@ class GraphQLEndpoint:
         except RequestError as error:
             body = {"errors": error.errors}
             status = 400 if media_type == GRAPHQL_RESPONSE_JSON else 200
+        except Exception:
+            log.exception("request %s: unhandled error", request_id)
+            return _json({"errors": [internal_error(request_id)]}, 500, media_type, request_id)
         return _json(body, status, media_type, request_id)
 
     def _wants_graphiql(self, request: Request) -> bool:

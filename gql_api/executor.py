@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 # so the caches stay small whatever clients send.
 CACHEABLE_QUERY_LENGTH = 16 * 1024
 CACHE_ENTRIES = 1024
+# A document of more tokens is refused while parsing: no legitimate client query comes
+# near it, and it bounds the work an alias or field bomb can ask for.
+MAX_TOKENS = 10_000
 
 
 class RequestError(Exception):
@@ -106,7 +109,7 @@ class Executor:
 
     def _check(self, query: str) -> tuple[DocumentNode | None, list[dict[str, Any]]]:
         try:
-            document = parse(query)
+            document = parse(query, max_tokens=MAX_TOKENS)
         except GraphQLError as error:
             return None, [_shape(error, "GRAPHQL_PARSE_FAILED")]
         errors = validate(self._schema, document)
@@ -117,6 +120,14 @@ class Executor:
 
 def request_error(message: str, code: str) -> dict[str, Any]:
     return {"message": message, "extensions": {"code": code}}
+
+
+def internal_error(request_id: str) -> dict[str, Any]:
+    """What a client sees of a failure we did not foresee: nothing but where to look."""
+    return {
+        "message": f"Internal server error (request id {request_id})",
+        "extensions": {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+    }
 
 
 def field_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
@@ -134,10 +145,7 @@ def field_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
         error.message,
         exc_info=original if original is not None else None,
     )
-    shaped = _shape(error, "INTERNAL_SERVER_ERROR")
-    shaped["message"] = f"Internal server error (request id {request_id})"
-    shaped["extensions"]["requestId"] = request_id
-    return shaped
+    return {**_shape(error, "INTERNAL_SERVER_ERROR"), **internal_error(request_id)}
 
 
 def _shape(error: GraphQLError, code: str) -> dict[str, Any]:

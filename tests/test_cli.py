@@ -217,3 +217,16 @@ def test_served_api_accepts_tokens_from_the_token_command(server: str, env: dict
     status, body = _post(server, "{ viewer { userId } }", token + "x")
     assert status == 401
     assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+def test_serve_names_the_problem_when_the_store_cannot_open(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    env["GQL_API_SQLITE_PATH"] = str(blocker / "db.sqlite")
+    env["GQL_API_DEV_SECRET"] = "x" * 40
+    result = run(["serve", "--port", str(_free_port())], env)
+    assert result.returncode != 0
+    assert "gql-api cannot start: store sqlite: cannot open" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -471,3 +471,35 @@ async def test_cors_allows_only_configured_origins(client: httpx.AsyncClient) ->
     assert "access-control-allow-origin" not in refused.headers
     simple = await gql(client, "{ limits { maxTags } }")
     assert "access-control-allow-origin" not in simple.headers
+
+
+async def test_an_unforeseen_failure_is_a_masked_json_500(
+    app: Starlette, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("/srv/internal/path")
+
+    endpoint = app.routes[0].app  # type: ignore[attr-defined]
+    endpoint.executor.prepare = broken
+    with caplog.at_level(logging.ERROR):
+        response = await gql(client, "{ limits { maxTags } }")
+    assert response.status_code == 500
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert error["extensions"]["requestId"] == response.headers["x-request-id"]
+    assert "/srv/internal/path" not in response.text
+    assert "/srv/internal/path" in caplog.text
+
+
+async def test_a_document_of_too_many_tokens_is_refused_while_parsing(tmp_path: Path) -> None:
+    aliases = " ".join(f"a{i}: limits {{ maxTags }}" for i in range(2000))  # 12,000 tokens
+    app = create_app(make_settings(tmp_path))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
+    ):
+        response = await gql(client, f"{{ {aliases} }}", accept=GRAPHQL_JSON)
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+    assert "tokens" in error["message"]

@@ -98,15 +98,15 @@ class SqliteStore:
         self._all_readers: list[aiosqlite.Connection] = []
 
     async def open(self) -> None:
-        await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
         try:
+            await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
             self._writer = await self._connect()
             await self._migrate(self._writer)
             for _ in range(self._reader_count):
                 reader = await self._connect()
                 self._all_readers.append(reader)
                 self._readers.put_nowait(reader)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             await self.close()
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
 

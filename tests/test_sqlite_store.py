@@ -1,0 +1,94 @@
+"""What only the SQLite store promises: its files, its schema migrations, its query plans."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gql_api.stores.base import PageQuery, StoreUnavailable
+from gql_api.stores.sqlite import MIGRATIONS, SqliteStore, _page_sql
+from tests.helpers import record
+
+FEEDS = [
+    PageQuery(first=20),
+    PageQuery(first=20, after="1700000000000000.p1"),
+    PageQuery(first=20, tag="x"),
+    PageQuery(first=20, tag="x", after="1700000000000000.p1"),
+    PageQuery(first=20, author_id="alice", after="1700000000000000.p1"),
+    PageQuery(first=20, tag="x", author_id="alice", after="1700000000000000.p1"),
+]
+
+
+@pytest.mark.parametrize(
+    "query", FEEDS, ids=lambda q: f"tag={q.tag},author={q.author_id},after={q.after is not None}"
+)
+def test_every_feed_page_is_an_index_range_without_sorting(query: PageQuery) -> None:
+    db = sqlite3.connect(":memory:")
+    for script in MIGRATIONS:
+        db.executescript(script)
+    sql, params = _page_sql(query)
+    plan = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+    assert plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan
+    # A filtered page seeks straight to its feed; only the whole feed's first page may
+    # walk an index from its start (and stops after first + 1 rows).
+    unfiltered = query.tag is None and query.author_id is None
+    for step in plan:
+        assert step.startswith("SEARCH") or (
+            unfiltered and step == "SCAN p USING INDEX posts_feed"
+        ), plan
+    seek = plan[0]
+    if query.tag is not None:
+        assert "tag=?" in seek, plan
+    if query.author_id is not None:
+        assert "author_id=?" in seek, plan
+    if query.after is not None:
+        assert "<(?,?)" in seek, plan
+
+
+async def test_data_and_schema_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "gql-api.db"
+    store = SqliteStore(path)
+    await store.open()
+    post = await store.create(record(tags=("kept",)))
+    await store.close()
+    reopened = SqliteStore(path)
+    await reopened.open()
+    try:
+        assert await reopened.get(post.id) == post
+        page = await reopened.list_posts(PageQuery(first=5, tag="kept"))
+        assert [p.id for p in page.posts] == [post.id]
+    finally:
+        await reopened.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "gql-api.db"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    store = SqliteStore(path)
+    with pytest.raises(StoreUnavailable, match="upgrade gql-api"):
+        await store.open()
+
+
+async def test_a_path_that_cannot_hold_a_database_is_store_unavailable(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    store = SqliteStore(blocker / "gql-api.db")
+    with pytest.raises(StoreUnavailable, match="cannot open"):
+        await store.open()
+
+
+async def test_a_closed_store_is_unavailable_not_broken(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "gql-api.db")
+    await store.open()
+    await store.close()
+    with pytest.raises(StoreUnavailable):
+        await store.get("x")
+    with pytest.raises(StoreUnavailable):
+        await store.create(record())
