@@ -61,7 +61,7 @@ async def _probe(store: PostStore, settings: Settings) -> Check:
             if read != probe:
                 return False, f"store {store.name}: the probe post read back differently"
             await store.list_posts(PageQuery(first=1, author_id=probe.author_id))
-            await store.delete(probe.id, expected_version=1)
+            await store.delete(probe)
     except Exception as error:  # noqa: BLE001 - reported as a failed check
         return False, f"store {store.name}: probe failed: {error!r}"
     return True, f"store {store.name}: read, write, page and delete work"

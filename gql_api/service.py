@@ -187,7 +187,7 @@ class PostService:
                 else check_image_keys(edit.image_keys, current.author_id, "input.imageKeys"),
                 updated_at=self._now(),
             )
-            return await self.store.update(post_id, changes, expected_version=current.version)
+            return await self.store.update(current, changes)
 
         return await self._write(user, post_id, expected_version, attempt)
 
@@ -197,7 +197,7 @@ class PostService:
         user = _signed_in(viewer)
 
         async def attempt(current: PostRecord) -> str:
-            await self.store.delete(post_id, expected_version=current.version)
+            await self.store.delete(current)
             return post_id
 
         return await self._write(user, post_id, expected_version, attempt)

@@ -373,7 +373,7 @@ BAD_TOKENS = {
     "no subject": jwt.encode(
         {k: v for k, v in _claims().items() if k != "sub"}, DEV_SECRET, algorithm="HS256"
     ),
-    "alg none": jwt.encode(_claims(), None, algorithm="none"),
+    "alg none": jwt.encode(_claims(), "", algorithm="none"),
     "garbage": "not.a.token",
     "huge": "x" * 9000,
 }

@@ -64,7 +64,7 @@ async def test_missing_post_reads_as_none(store: PostStore) -> None:
 async def test_update_applies_when_version_matches(store: PostStore) -> None:
     post = await store.create(record(tags=("old",)))
     changed = changes_of(post, content="new", is_markdown=True, tags=("new",))
-    updated = await store.update(post.id, changed, expected_version=1)
+    updated = await store.update(post, changed)
     assert (updated.content, updated.is_markdown, updated.tags) == ("new", True, ("new",))
     assert updated.version == 2
     assert updated.updated_at == changed.updated_at
@@ -74,9 +74,9 @@ async def test_update_applies_when_version_matches(store: PostStore) -> None:
 
 async def test_update_with_stale_version_conflicts_and_changes_nothing(store: PostStore) -> None:
     post = await store.create(record())
-    await store.update(post.id, changes_of(post, content="v2"), expected_version=1)
+    await store.update(post, changes_of(post, content="v2"))
     with pytest.raises(VersionConflict) as raised:
-        await store.update(post.id, changes_of(post, content="lost"), expected_version=1)
+        await store.update(post, changes_of(post, content="lost"))
     assert raised.value.current_version == 2
     stored = await store.get(post.id)
     assert stored is not None
@@ -85,28 +85,25 @@ async def test_update_with_stale_version_conflicts_and_changes_nothing(store: Po
 
 async def test_update_of_missing_post_is_not_found(store: PostStore) -> None:
     with pytest.raises(NotFound):
-        await store.update("missing", changes_of(record()), expected_version=1)
+        await store.update(record(), changes_of(record()))
 
 
 async def test_delete_conditional_on_version(store: PostStore) -> None:
     post = await store.create(record(tags=("t",)))
     with pytest.raises(VersionConflict) as raised:
-        await store.delete(post.id, expected_version=7)
+        await store.delete(dataclasses.replace(post, version=7))
     assert raised.value.current_version == 1
     assert await store.get(post.id) is not None
-    await store.delete(post.id, expected_version=1)
+    await store.delete(post)
     assert await store.get(post.id) is None
     with pytest.raises(NotFound):
-        await store.delete(post.id, expected_version=1)
+        await store.delete(post)
     assert (await store.list_posts(PageQuery(first=10, tag="t"))).posts == []
 
 
 async def test_concurrent_updates_of_one_version_have_one_winner(store: PostStore) -> None:
     post = await store.create(record())
-    attempts = [
-        store.update(post.id, changes_of(post, content=f"c{i}"), expected_version=1)
-        for i in range(10)
-    ]
+    attempts = [store.update(post, changes_of(post, content=f"c{i}")) for i in range(10)]
     results = await asyncio.gather(*attempts, return_exceptions=True)
     winners = [r for r in results if isinstance(r, PostRecord)]
     assert len(winners) == 1
@@ -160,9 +157,24 @@ async def test_tag_and_author_feeds_are_full_pages(store: PostStore) -> None:
 
 async def test_tag_feed_follows_updates(store: PostStore) -> None:
     post = await store.create(record(tags=("before",)))
-    await store.update(post.id, changes_of(post, tags=("after",)), expected_version=1)
+    await store.update(post, changes_of(post, tags=("after",)))
     assert await walk(store, 5, tag="before") == [[]]
     assert await walk(store, 5, tag="after") == [[post.id]]
+
+
+async def test_a_stale_read_cannot_disturb_tag_entries(store: PostStore) -> None:
+    post = await store.create(record(tags=("a", "b")))
+    newer = await store.update(post, changes_of(post, tags=("b", "c")))
+    with pytest.raises(VersionConflict):  # written from the stale read: tags a, b
+        await store.update(post, changes_of(post, tags=("d",)))
+    with pytest.raises(VersionConflict):
+        await store.delete(post)
+    for tag, expected in (("a", []), ("b", [post.id]), ("c", [post.id]), ("d", [])):
+        assert await walk(store, 5, tag=tag) == [expected], tag
+    assert await store.get(post.id) == newer
+    await store.delete(newer)
+    for tag in ("a", "b", "c", "d"):
+        assert await walk(store, 5, tag=tag) == [[]], tag
 
 
 async def test_inserts_between_pages_do_not_shift_the_walk(store: PostStore) -> None:

@@ -109,18 +109,18 @@ class PostStore(Protocol):
     async def create(self, post: PostRecord) -> PostRecord:
         """Store a new post (``version`` 1) with its tag entries, atomically."""
 
-    async def update(
-        self, post_id: str, changes: PostChanges, *, expected_version: int
-    ) -> PostRecord:
-        """Apply ``changes`` only if the stored version is ``expected_version``.
+    async def update(self, current: PostRecord, changes: PostChanges) -> PostRecord:
+        """Apply ``changes`` only if the stored version is still ``current.version``.
 
-        Returns the new record (version + 1). Raises ``NotFound`` or ``VersionConflict``.
+        ``current`` is the record as the caller read it (stores use its tags to keep
+        their tag entries in step without another read). Returns the new record
+        (version + 1). Raises ``NotFound`` or ``VersionConflict``; never writes part.
         """
 
-    async def delete(self, post_id: str, *, expected_version: int) -> None:
-        """Delete only if the stored version is ``expected_version``.
+    async def delete(self, current: PostRecord) -> None:
+        """Delete only if the stored version is still ``current.version``.
 
-        Raises ``NotFound`` or ``VersionConflict``.
+        Raises ``NotFound`` or ``VersionConflict``; never deletes part.
         """
 
     async def list_posts(self, query: PageQuery) -> PostPage:

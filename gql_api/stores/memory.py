@@ -51,11 +51,9 @@ class MemoryStore:
             self._index(post)
         return post
 
-    async def update(
-        self, post_id: str, changes: PostChanges, *, expected_version: int
-    ) -> PostRecord:
+    async def update(self, current: PostRecord, changes: PostChanges) -> PostRecord:
         async with self._lock:
-            current = self._checked(post_id, expected_version)
+            current = self._checked(current.id, current.version)
             updated = dataclasses.replace(
                 current,
                 content=changes.content,
@@ -66,15 +64,15 @@ class MemoryStore:
                 version=current.version + 1,
             )
             self._unindex(current)
-            self._posts[post_id] = updated
+            self._posts[current.id] = updated
             self._index(updated)
         return updated
 
-    async def delete(self, post_id: str, *, expected_version: int) -> None:
+    async def delete(self, current: PostRecord) -> None:
         async with self._lock:
-            current = self._checked(post_id, expected_version)
-            self._unindex(current)
-            del self._posts[post_id]
+            stored = self._checked(current.id, current.version)
+            self._unindex(stored)
+            del self._posts[current.id]
 
     async def list_posts(self, query: PageQuery) -> PostPage:
         keys = self._feeds.get(_feed_name(query.tag, query.author_id), [])

@@ -147,9 +147,8 @@ class SqliteStore:
             await _insert_tags(db, post)
         return post
 
-    async def update(
-        self, post_id: str, changes: PostChanges, *, expected_version: int
-    ) -> PostRecord:
+    async def update(self, current: PostRecord, changes: PostChanges) -> PostRecord:
+        post_id = current.id
         async with self._transaction() as db:
             cursor = await db.execute(
                 "UPDATE posts SET content = ?, is_markdown = ?, tags = ?, image_keys = ?, "
@@ -162,7 +161,7 @@ class SqliteStore:
                     json.dumps(changes.image_keys),
                     to_micros(changes.updated_at),
                     post_id,
-                    expected_version,
+                    current.version,
                 ),
             )
             row = await cursor.fetchone()
@@ -174,14 +173,14 @@ class SqliteStore:
             await _insert_tags(db, updated)
         return updated
 
-    async def delete(self, post_id: str, *, expected_version: int) -> None:
+    async def delete(self, current: PostRecord) -> None:
         async with self._transaction() as db:
             cursor = await db.execute(
-                "DELETE FROM posts WHERE id = ? AND version = ?", (post_id, expected_version)
+                "DELETE FROM posts WHERE id = ? AND version = ?", (current.id, current.version)
             )
             if cursor.rowcount == 0:
-                await _raise_missing_or_conflict(db, post_id)
-            await db.execute("DELETE FROM post_tags WHERE post_id = ?", (post_id,))
+                await _raise_missing_or_conflict(db, current.id)
+            await db.execute("DELETE FROM post_tags WHERE post_id = ?", (current.id,))
 
     async def list_posts(self, query: PageQuery) -> PostPage:
         sql, params = _page_sql(query)
