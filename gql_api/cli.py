@@ -111,16 +111,19 @@ def provision() -> None:
     settings = _settings()
     store = create_store(settings)
 
-    async def run() -> None:
+    async def run() -> str:
         await store.open()  # the embedded stores create and migrate their schema here
-        await store.close()
+        try:
+            return await store.provision()
+        finally:
+            await store.close()
 
     try:
-        asyncio.run(run())
+        done = asyncio.run(run())
     except Exception as error:  # noqa: BLE001 - reported, not raised
         click.echo(f"provision {store.name}: FAILED: {error}", err=True)
         sys.exit(1)
-    click.echo(f"provision {store.name}: ok")
+    click.echo(f"provision {store.name}: {done}")
 
 
 @main.command()

@@ -21,9 +21,13 @@ async def run_checks(settings: Settings) -> list[Check]:
         async with asyncio.timeout(settings.store_timeout * 3):
             await store.open()
     except Exception as error:  # noqa: BLE001 - reported as a failed check
-        return [*checks, (False, f"store {store.name}: cannot open: {error}")]
+        return [*checks, (False, f"store {store.name}: cannot open: {_said(error)}")]
     try:
+        async with asyncio.timeout(settings.store_timeout * 3):
+            checks += await store.inspect()
         checks.append(await _probe(store, settings))
+    except Exception as error:  # noqa: BLE001 - reported as a failed check
+        checks.append((False, f"store {store.name}: {_said(error)}"))
     finally:
         await store.close()
     return checks
@@ -63,5 +67,9 @@ async def _probe(store: PostStore, settings: Settings) -> Check:
             await store.list_posts(PageQuery(first=1, author_id=probe.author_id))
             await store.delete(probe)
     except Exception as error:  # noqa: BLE001 - reported as a failed check
-        return False, f"store {store.name}: probe failed: {error!r}"
-    return True, f"store {store.name}: read, write, page and delete work"
+        return False, f"store {store.name}: probe failed: {error!r}; fix: check the permissions"
+    return True, f"store {store.name}: read, conditional write, page and delete work"
+
+
+def _said(error: BaseException) -> str:
+    return str(error) or type(error).__name__

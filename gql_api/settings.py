@@ -20,12 +20,19 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-StoreName = Literal["sqlite", "memory"]
+StoreName = Literal["sqlite", "memory", "dynamodb"]
 AuthMode = Literal["dev"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 # The earlier service chose its backend with CLOUD_PROVIDER; "local" maps to ours.
-_CLOUD_PROVIDER_STORES = {"local": "sqlite"}
+_CLOUD_PROVIDER_STORES = {"local": "sqlite", "aws": "dynamodb"}
+
+
+# Variables of the earlier service, read when ours are unset.
+_FALLBACKS = {
+    "GQL_API_DYNAMODB_TABLE": "POSTS_TABLE_NAME",
+    "GQL_API_IMAGES_BUCKET": "IMAGES_BUCKET_NAME",
+}
 
 
 class SettingsError(Exception):
@@ -44,6 +51,13 @@ class Settings(BaseSettings):
     store: StoreName = "sqlite"
     sqlite_path: Path = Path(".gql-api/gql-api.db")
     store_timeout: Annotated[float, Field(gt=0, le=120)] = 5.0
+
+    dynamodb_table: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{3,255}$")] = Field(
+        default="gql-api",
+        validation_alias=AliasChoices("GQL_API_DYNAMODB_TABLE", "POSTS_TABLE_NAME"),
+    )
+    dynamodb_endpoint: Annotated[str | None, Field(pattern=r"^https?://")] = None
+    dynamodb_feed_shards: Annotated[int, Field(ge=1, le=64)] = 1
 
     auth: AuthMode = "dev"
     dev_secret: SecretStr | None = None
@@ -132,14 +146,10 @@ def _describe(exc: ValidationError) -> str:
         if not error["loc"]:  # a rule across several variables names them itself
             lines.append(message)
             continue
-        variable = _VARIABLES.get(str(error["loc"][0]), f"GQL_API_{str(error['loc'][0]).upper()}")
+        name = str(error["loc"][0])  # a field, or the variable of an alias (upper case)
+        variable = name if name.isupper() else f"GQL_API_{name.upper()}"
+        if variable not in os.environ and _FALLBACKS.get(variable) in os.environ:
+            variable = _FALLBACKS[variable]
         shown = "***" if "SECRET" in variable else os.environ.get(variable, "")
         lines.append(f"{variable}={shown!r}: {message}")
     return "invalid settings: " + "; ".join(lines)
-
-
-# Fields read from variables without our prefix (the earlier service's names, the platform's).
-_VARIABLES = {
-    "CLOUD_PROVIDER": "CLOUD_PROVIDER",
-    "AWS_LAMBDA_FUNCTION_NAME": "AWS_LAMBDA_FUNCTION_NAME",
-}

@@ -1,35 +1,64 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from gql_api.service import PostService
 from gql_api.stores.base import PostStore
 from gql_api.stores.memory import MemoryStore
 from gql_api.stores.sqlite import SqliteStore
+from tests import servers
 from tests.helpers import StepClock
 
 # Every store joins this list; the contract suite runs against each one.
-STORES = ["memory", "sqlite"]
+STORES = ["memory", "sqlite", "dynamodb"]
+DYNAMODB_TABLE = "gql-api-test"
 
 
-async def open_store(name: str, tmp_path: Path) -> PostStore:
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    # Credentials for the local server only; the endpoint is always the local one.
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+    with servers.moto_server() as url:
+        yield url
+
+
+async def open_store(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> PostStore:
+    """A fresh, empty, provisioned, open store of this kind."""
     store: PostStore
     if name == "memory":
         store = MemoryStore()
     elif name == "sqlite":
         store = SqliteStore(tmp_path / "data" / "gql-api.db")
+    elif name == "dynamodb":
+        from gql_api.stores.dynamodb import DynamoDBStore
+
+        url = request.getfixturevalue("moto_url")
+        async with httpx.AsyncClient() as http:
+            (await http.post(f"{url}/moto-api/reset")).raise_for_status()
+        store = DynamoDBStore(DYNAMODB_TABLE, endpoint_url=url)
     else:
         raise ValueError(name)
     await store.open()
+    await store.provision()
+    return store
+
+
+async def closed_store(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> PostStore:
+    """A fresh, empty, provisioned store, closed: for an app whose lifespan opens it."""
+    store = await open_store(name, tmp_path, request)
+    await store.close()
     return store
 
 
 @pytest.fixture(params=STORES)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[PostStore]:
-    opened = await open_store(request.param, tmp_path)
+    opened = await open_store(request.param, tmp_path, request)
     try:
         yield opened
     finally:

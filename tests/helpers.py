@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import socket
 from datetime import UTC, datetime, timedelta
 
 from gql_api.auth import Identity
@@ -48,3 +49,10 @@ def record(
         updated_at=None,
         version=1,
     )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -18,6 +16,8 @@ from typing import Any
 import pytest
 
 from gql_api.schema import sdl
+from tests.helpers import free_port
+from tests.servers import running
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,7 +57,7 @@ def test_schema_command_prints_the_sdl(env: dict[str, str]) -> None:
 @pytest.mark.parametrize(
     ("variable", "value", "named"),
     [
-        ("GQL_API_STORE", "foo", "'sqlite' or 'memory'"),
+        ("GQL_API_STORE", "foo", "'sqlite', 'memory'"),
         ("GQL_API_MAX_BODY_BYTES", "lots", "valid integer"),
         ("GQL_API_STORE_TIMEOUT", "-1", "greater than 0"),
         ("GQL_API_CORS_ORIGINS", "example.com", "http://"),
@@ -145,45 +145,13 @@ def test_doctor_fails_when_the_database_cannot_be_opened(
 # --- a real server ------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def server(env: dict[str, str]) -> Iterator[str]:
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gql_api", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:  # noqa: S310
-                    if response.status == 200:
-                        break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"server did not start: {process.communicate()[0]}"
-                    ) from None
-                time.sleep(0.1)
+    command = [sys.executable, "-m", "gql_api", "serve", "--port", str(port)]
+    with running(command, f"{url}/healthz", env=env):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _post(url: str, query: str, token: str | None = None) -> tuple[int, Any]:
@@ -226,7 +194,7 @@ def test_serve_names_the_problem_when_the_store_cannot_open(
     blocker.write_text("")
     env["GQL_API_SQLITE_PATH"] = str(blocker / "db.sqlite")
     env["GQL_API_DEV_SECRET"] = "x" * 40
-    result = run(["serve", "--port", str(_free_port())], env)
+    result = run(["serve", "--port", str(free_port())], env)
     assert result.returncode != 0
     assert "gql-api cannot start: store sqlite: cannot open" in result.stderr
     assert "Traceback" not in result.stderr

@@ -18,6 +18,7 @@ from gql_api.auth import DEV_AUDIENCE, DEV_ISSUER, mint_dev_token
 from gql_api.settings import Settings
 from gql_api.stores.base import PageQuery, PostStore
 from gql_api.stores.sqlite import SqliteStore
+from tests.conftest import STORES, closed_store
 from tests.helpers import DEV_SECRET
 
 CREATE = """
@@ -38,9 +39,12 @@ def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path, max_body_bytes=4096, cors_origins="https://app.example")
 
 
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Starlette]:
-    application = create_app(settings)
+@pytest.fixture(params=STORES)
+async def app(
+    settings: Settings, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Starlette]:
+    store = await closed_store(request.param, tmp_path, request)
+    application = create_app(settings, store=store)
     async with application.router.lifespan_context(application):
         yield application
 
@@ -418,9 +422,12 @@ async def test_expired_token_message_says_so(client: httpx.AsyncClient) -> None:
 # --- health, GraphiQL, CORS ----------------------------------------------------------------
 
 
-async def test_healthz_answers_200_when_the_store_answers(client: httpx.AsyncClient) -> None:
+async def test_healthz_answers_200_when_the_store_answers(
+    app: Starlette, client: httpx.AsyncClient
+) -> None:
     response = await client.get("/healthz")
-    assert (response.status_code, response.json()) == (200, {"status": "ok", "store": "sqlite"})
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "store": store_of(app).name}
 
 
 async def test_healthz_answers_503_when_the_store_does_not(
@@ -430,7 +437,7 @@ async def test_healthz_answers_503_when_the_store_does_not(
     response = await client.get("/healthz")
     assert (response.status_code, response.json()) == (
         503,
-        {"status": "unavailable", "store": "sqlite"},
+        {"status": "unavailable", "store": store_of(app).name},
     )
     query = await gql(client, '{ post(id: "x") { id } }')
     assert query.json()["errors"][0]["extensions"]["code"] == "STORE_UNAVAILABLE"

@@ -11,6 +11,15 @@ def create_store(settings: Settings) -> PostStore:
         from gql_api.stores.memory import MemoryStore
 
         return MemoryStore()
+    if settings.store == "dynamodb":
+        from gql_api.stores.dynamodb import DynamoDBStore
+
+        return DynamoDBStore(
+            settings.dynamodb_table,
+            endpoint_url=settings.dynamodb_endpoint,
+            timeout=settings.store_timeout,
+            feed_shards=settings.dynamodb_feed_shards,
+        )
     from gql_api.stores.sqlite import SqliteStore
 
     return SqliteStore(settings.sqlite_path)

@@ -104,6 +104,12 @@ class PostStore(Protocol):
     async def ping(self) -> None:
         """Answer when the database answers; raise ``StoreUnavailable`` when not."""
 
+    async def provision(self) -> str:
+        """Create what the store needs (tables, indexes); idempotent. Says what it did."""
+
+    async def inspect(self) -> list[tuple[bool, str]]:
+        """Compare what exists with what the store needs: (ok, one line with a fix)."""
+
     async def get(self, post_id: str) -> PostRecord | None: ...
 
     async def create(self, post: PostRecord) -> PostRecord:

@@ -14,6 +14,7 @@ from gql_api.stores.base import (
     PostPage,
     PostRecord,
     ProfileRecord,
+    StoreUnavailable,
     VersionConflict,
 )
 from gql_api.stores.keyset import parse_position, position_of, to_micros
@@ -30,20 +31,29 @@ class MemoryStore:
         # One sorted key list per feed: all posts, per tag, per author, per (author, tag).
         self._feeds: dict[tuple[str, ...], list[_Key]] = {}
         self._lock = asyncio.Lock()
+        self._open = False
 
     async def open(self) -> None:
-        return None
+        self._open = True
 
     async def close(self) -> None:
-        return None
+        self._open = False  # the data stays, as a server's would
 
     async def ping(self) -> None:
-        return None
+        self._check_open()
+
+    async def provision(self) -> str:
+        return "nothing to provision: the memory store lives in the process"
+
+    async def inspect(self) -> list[tuple[bool, str]]:
+        return [(True, "memory store: data lasts as long as the process")]
 
     async def get(self, post_id: str) -> PostRecord | None:
+        self._check_open()
         return self._posts.get(post_id)
 
     async def create(self, post: PostRecord) -> PostRecord:
+        self._check_open()
         async with self._lock:
             if post.id in self._posts:
                 raise ValueError(f"duplicate post id {post.id}")
@@ -52,6 +62,7 @@ class MemoryStore:
         return post
 
     async def update(self, current: PostRecord, changes: PostChanges) -> PostRecord:
+        self._check_open()
         async with self._lock:
             current = self._checked(current.id, current.version)
             updated = dataclasses.replace(
@@ -69,12 +80,14 @@ class MemoryStore:
         return updated
 
     async def delete(self, current: PostRecord) -> None:
+        self._check_open()
         async with self._lock:
             stored = self._checked(current.id, current.version)
             self._unindex(stored)
             del self._posts[current.id]
 
     async def list_posts(self, query: PageQuery) -> PostPage:
+        self._check_open()
         keys = self._feeds.get(_feed_name(query.tag, query.author_id), [])
         end = len(keys)
         if query.after is not None:
@@ -86,7 +99,12 @@ class MemoryStore:
         )
 
     async def get_profiles(self, user_ids: Sequence[str]) -> Mapping[str, ProfileRecord]:
+        self._check_open()
         return {uid: self._profiles[uid] for uid in user_ids if uid in self._profiles}
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise StoreUnavailable("the store is closed")
 
     def _checked(self, post_id: str, expected_version: int) -> PostRecord:
         current = self._posts.get(post_id)

@@ -122,6 +122,18 @@ class SqliteStore:
         async with self._read() as db:
             await _fetchall(db, "SELECT 1")
 
+    async def provision(self) -> str:
+        return f"database {self.path} at schema version {len(MIGRATIONS)} (migrated on open)"
+
+    async def inspect(self) -> list[tuple[bool, str]]:
+        async with self._read() as db:
+            (mode,) = (await _fetchall(db, "PRAGMA journal_mode"))[0]
+            (version,) = (await _fetchall(db, "PRAGMA user_version"))[0]
+        return [
+            (mode == "wal", f"database {self.path}: journal mode {mode}"),
+            (version == len(MIGRATIONS), f"database {self.path}: schema version {version}"),
+        ]
+
     async def get(self, post_id: str) -> PostRecord | None:
         async with self._read() as db:
             rows = await _fetchall(db, f"SELECT {_COLUMNS} FROM posts WHERE id = ?", (post_id,))

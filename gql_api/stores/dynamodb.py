@@ -1,0 +1,547 @@
+"""DynamoDB store: one table, four global secondary indexes, aioboto3's async client.
+
+Items (``pk``/``sk`` are the table's keys):
+
+- post ``POST#<id>`` / ``POST``: every field, plus ``feedPk`` = ``FEED#<shard>``,
+  ``authorPk`` = ``AUTHOR#<authorId>`` and ``feedSk`` = ``<createdAt µs, 16 digits>#<id>``.
+- tag entry ``POST#<id>`` / ``TAG#<tag>``: ``tagPk`` = ``TAG#<tag>``, ``tagAuthorPk`` =
+  ``TAG#<tag> <authorId>`` (a tag holds no space, so this is unambiguous), ``feedSk``.
+  Written in the same ``TransactWriteItems`` as its post, so it never outlives or
+  precedes it.
+- profile ``PROFILE#<userId>`` / ``PROFILE``: ``nickname``.
+
+Indexes (all sorted by ``feedSk``, read newest first with ``ScanIndexForward=False``):
+``feed`` (``feedPk``, projection ALL), ``author`` (``authorPk``, ALL), ``tag``
+(``tagPk``, KEYS_ONLY) and ``tagAuthor`` (``tagAuthorPk``, KEYS_ONLY).
+
+Reads: a post by id is one ``GetItem`` (strongly consistent). A feed or author page is
+one ``Query`` with ``Limit = first + 1`` and no filter, so it is full and
+``hasNextPage`` is exact. A tag page is one ``Query`` on the keys-only index plus one
+``BatchGetItem`` of the posts (tag entries stay small: a post's tags cost a few
+hundred bytes each, not copies of the post). A cursor holds the position of the last
+post, which is the sort key of the ``LastEvaluatedKey``; the next page resumes with
+the key condition ``feedSk < :position``, equivalent to ``ExclusiveStartKey`` but valid
+from any edge and across shards. DynamoDB returns at most 1 MB per ``Query``: a page of
+very large posts may take a further ``Query`` to fill.
+
+Writes: create is one ``TransactWriteItems`` (the post, conditional on not existing,
+and its tag entries). Update and delete are one transaction conditional on the
+version the service read (``version = :read``), adding and removing tag entries in
+the same transaction; a failed condition comes back with the stored item
+(``ReturnValuesOnConditionCheckFailure``) and becomes ``VersionConflict`` or
+``NotFound``; nothing is ever half written.
+
+Scale: a million posts change nothing for reads (every read is a key lookup or one
+key range). Writes spread over post ids, except the ``feed`` index, whose partition
+key every post shares: one partition takes about 1,000 writes a second (fewer for
+large posts: the index holds the whole post). ``GQL_API_DYNAMODB_FEED_SHARDS``
+spreads the feed over N partition keys (``FEED#<hash(id) mod N>``); a feed page then
+queries the N shards in parallel and merges them, costing N queries (and N times
+``first + 1`` items read) per page instead of one. With the default of 1 the feed
+carries roughly a thousand small posts a second; for more, raise the shard count
+(only ever raise it: posts stay in the shard they were written to). A tag that is
+itself written a thousand times a second is a hot key of the same kind.
+Eventual consistency: the indexes trail the table by a fraction of a second, so a
+post just written may be missing from the feed for that long, and a tag page may
+skip a post deleted a moment ago.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from gql_api.stores.base import (
+    NotFound,
+    PageQuery,
+    PostChanges,
+    PostPage,
+    PostRecord,
+    ProfileRecord,
+    StoreUnavailable,
+    VersionConflict,
+)
+from gql_api.stores.keyset import from_micros, parse_position, position_of, to_micros
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+log = logging.getLogger(__name__)
+
+LOCAL_REGION = "us-east-1"  # for local servers when no region is configured
+BATCH_GET_ATTEMPTS = 5
+
+# index name -> (partition key attribute, projection)
+INDEXES: dict[str, tuple[str, str]] = {
+    "feed": ("feedPk", "ALL"),
+    "author": ("authorPk", "ALL"),
+    "tag": ("tagPk", "KEYS_ONLY"),
+    "tagAuthor": ("tagAuthorPk", "KEYS_ONLY"),
+}
+SORT_KEY = "feedSk"
+
+_UNAVAILABLE_CODES = {
+    "ResourceNotFoundException",
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "UnrecognizedClientException",
+    "AccessDeniedException",
+    "ExpiredTokenException",
+}
+
+
+def table_definition(table: str) -> dict[str, Any]:
+    """The ``CreateTable`` request of the table this store expects (also for deploy files)."""
+    attributes = {"pk", "sk", SORT_KEY} | {key for key, _ in INDEXES.values()}
+    return {
+        "TableName": table,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": name, "AttributeType": "S"} for name in sorted(attributes)
+        ],
+        "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": name,
+                "KeySchema": [
+                    {"AttributeName": key, "KeyType": "HASH"},
+                    {"AttributeName": SORT_KEY, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": projection},
+            }
+            for name, (key, projection) in INDEXES.items()
+        ],
+    }
+
+
+class DynamoDBStore:
+    name = "dynamodb"
+
+    def __init__(
+        self,
+        table: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        timeout: float = 5.0,
+        feed_shards: int = 1,
+    ) -> None:
+        self.table = table
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.timeout = timeout
+        self.feed_shards = feed_shards
+        self._client: DynamoDBClient | None = None
+        self._exit_stack: contextlib.AsyncExitStack | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        import aioboto3
+        from aiobotocore.config import AioConfig
+
+        session = aioboto3.Session()
+        region = self.region or session.region_name
+        if region is None:
+            if self.endpoint_url is None:
+                raise StoreUnavailable("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION)")
+            region = LOCAL_REGION
+        config = AioConfig(
+            connect_timeout=min(self.timeout, 3.0),
+            read_timeout=self.timeout,
+            retries={"mode": "standard", "total_max_attempts": 3},
+            max_pool_connections=50,
+        )
+        stack = contextlib.AsyncExitStack()
+        self._client = await stack.enter_async_context(
+            session.client(
+                "dynamodb", region_name=region, endpoint_url=self.endpoint_url, config=config
+            )
+        )
+        self._exit_stack = stack
+
+    async def close(self) -> None:
+        stack, self._exit_stack, self._client = self._exit_stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    async def ping(self) -> None:
+        # A data-plane read (DescribeTable is rate-limited per account): half a read unit.
+        async with self._calling() as client:
+            await client.get_item(TableName=self.table, Key=_post_key("healthz-probe"))
+
+    # --- posts -------------------------------------------------------------------------
+
+    async def get(self, post_id: str) -> PostRecord | None:
+        async with self._calling() as client:
+            answer = await client.get_item(
+                TableName=self.table, Key=_post_key(post_id), ConsistentRead=True
+            )
+        item = answer.get("Item")
+        return None if item is None else _record(item)
+
+    async def create(self, post: PostRecord) -> PostRecord:
+        writes: list[Any] = [
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": self._post_item(post),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+        ]
+        writes += [
+            {"Put": {"TableName": self.table, "Item": _tag_item(post, t)}} for t in post.tags
+        ]
+        await self._transact(writes, post.id)
+        return post
+
+    async def update(self, current: PostRecord, changes: PostChanges) -> PostRecord:
+        updated = PostRecord(
+            id=current.id,
+            author_id=current.author_id,
+            content=changes.content,
+            is_markdown=changes.is_markdown,
+            tags=changes.tags,
+            image_keys=changes.image_keys,
+            created_at=current.created_at,
+            updated_at=changes.updated_at,
+            version=current.version + 1,
+            author_nickname=current.author_nickname,
+        )
+        writes: list[Any] = [
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": _post_key(current.id),
+                    "UpdateExpression": "SET content = :content, isMarkdown = :markdown, "
+                    "tags = :tags, imageKeys = :images, updatedAt = :updated, version = :next",
+                    "ConditionExpression": "version = :read",
+                    "ExpressionAttributeValues": {
+                        ":content": {"S": changes.content},
+                        ":markdown": {"BOOL": changes.is_markdown},
+                        ":tags": _strings(changes.tags),
+                        ":images": _strings(changes.image_keys),
+                        ":updated": {"N": str(to_micros(changes.updated_at))},
+                        ":next": {"N": str(updated.version)},
+                        ":read": {"N": str(current.version)},
+                    },
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            }
+        ]
+        removed = [t for t in current.tags if t not in changes.tags]
+        added = [t for t in changes.tags if t not in current.tags]
+        writes += [
+            {"Delete": {"TableName": self.table, "Key": _tag_key(current.id, t)}} for t in removed
+        ]
+        writes += [{"Put": {"TableName": self.table, "Item": _tag_item(updated, t)}} for t in added]
+        await self._transact(writes, current.id)
+        return updated
+
+    async def delete(self, current: PostRecord) -> None:
+        writes: list[Any] = [
+            {
+                "Delete": {
+                    "TableName": self.table,
+                    "Key": _post_key(current.id),
+                    "ConditionExpression": "version = :read",
+                    "ExpressionAttributeValues": {":read": {"N": str(current.version)}},
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            }
+        ]
+        writes += [
+            {"Delete": {"TableName": self.table, "Key": _tag_key(current.id, t)}}
+            for t in current.tags
+        ]
+        await self._transact(writes, current.id)
+
+    async def list_posts(self, query: PageQuery) -> PostPage:
+        after = None
+        if query.after is not None:
+            micros, post_id = parse_position(query.after)
+            after = _sort_key(micros, post_id)
+        limit = query.first + 1
+        if query.tag is not None:
+            if query.author_id is None:
+                index, key = "tag", f"TAG#{query.tag}"
+            else:
+                index, key = "tagAuthor", f"TAG#{query.tag} {query.author_id}"
+            entries = await self._query(index, key, after, limit)
+            posts = await self._batch_get([_id_of(e) for e in entries[: query.first]])
+            has_next = len(entries) > query.first
+        elif query.author_id is not None:
+            items = await self._query("author", f"AUTHOR#{query.author_id}", after, limit)
+            posts, has_next = [_record(i) for i in items[: query.first]], len(items) > limit - 1
+        else:
+            shards = await asyncio.gather(
+                *(self._query("feed", f"FEED#{n}", after, limit) for n in range(self.feed_shards))
+            )
+            merged = sorted(
+                (item for shard in shards for item in shard),
+                key=lambda i: i[SORT_KEY]["S"],
+                reverse=True,
+            )
+            posts, has_next = [_record(i) for i in merged[: query.first]], len(merged) > query.first
+        return PostPage(
+            posts=posts, cursors=[position_of(p) for p in posts], has_next_page=has_next
+        )
+
+    async def get_profiles(self, user_ids: Sequence[str]) -> Mapping[str, ProfileRecord]:
+        keys = [{"pk": {"S": f"PROFILE#{uid}"}, "sk": {"S": "PROFILE"}} for uid in user_ids]
+        items = await self._batch_get_items(keys)
+        profiles = {}
+        for item in items:
+            user_id = item["pk"]["S"].removeprefix("PROFILE#")
+            nickname = item.get("nickname", {}).get("S")
+            profiles[user_id] = ProfileRecord(user_id=user_id, nickname=nickname)
+        return profiles
+
+    # --- provisioning and checks -------------------------------------------------------
+
+    async def provision(self) -> str:
+        async with self._calling() as client:
+            try:
+                await client.create_table(**table_definition(self.table))
+                created = True
+            except client.exceptions.ResourceInUseException:
+                created = False
+            waiter = client.get_waiter("table_exists")
+            await waiter.wait(TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+        problems = [line for ok, line in await self.inspect() if not ok]
+        if problems:
+            raise StoreUnavailable("; ".join(problems))
+        return f"table {self.table} {'created' if created else 'already there'}, indexes ok"
+
+    async def inspect(self) -> list[tuple[bool, str]]:
+        """The table and its indexes, compared with what this store expects."""
+        from botocore.exceptions import ClientError
+
+        fix = "run `gql-api provision` (or deploy the table of deploy/aws)"
+        try:
+            async with self._calling(translate=False) as client:
+                described = (await client.describe_table(TableName=self.table))["Table"]
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code == "ResourceNotFoundException":
+                return [(False, f"table {self.table}: not found; fix: {fix}")]
+            return [
+                (
+                    False,
+                    f"table {self.table}: cannot describe it ({code}); fix: grant "
+                    "dynamodb:DescribeTable and check credentials and region",
+                )
+            ]
+        expected = table_definition(self.table)
+        checks = [
+            (
+                described.get("KeySchema") == expected["KeySchema"],
+                f"table {self.table}: key schema pk (HASH), sk (RANGE)",
+            ),
+            (
+                described.get("TableStatus") == "ACTIVE",
+                f"table {self.table}: status {described.get('TableStatus')}",
+            ),
+        ]
+        present = {i["IndexName"]: i for i in described.get("GlobalSecondaryIndexes", [])}
+        for index in expected["GlobalSecondaryIndexes"]:
+            name = index["IndexName"]
+            found = present.get(name)
+            if found is None:
+                checks.append((False, f"index {name}: missing; fix: {fix}"))
+                continue
+            same = (
+                found.get("KeySchema") == index["KeySchema"]
+                and found.get("Projection", {}).get("ProjectionType")
+                == index["Projection"]["ProjectionType"]
+            )
+            status = found.get("IndexStatus")
+            shape = "as expected" if same else "differs from what gql-api expects"
+            line = f"index {name}: {shape}, {status}"
+            checks.append((same and status == "ACTIVE", line if same else f"{line}; fix: {fix}"))
+        return checks
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _post_item(self, post: PostRecord) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            **_post_key(post.id),
+            "id": {"S": post.id},
+            "authorId": {"S": post.author_id},
+            "content": {"S": post.content},
+            "isMarkdown": {"BOOL": post.is_markdown},
+            "tags": _strings(post.tags),
+            "imageKeys": _strings(post.image_keys),
+            "createdAt": {"N": str(to_micros(post.created_at))},
+            "version": {"N": str(post.version)},
+            "feedPk": {"S": f"FEED#{self._shard(post.id)}"},
+            "authorPk": {"S": f"AUTHOR#{post.author_id}"},
+            SORT_KEY: {"S": _sort_key(to_micros(post.created_at), post.id)},
+        }
+        if post.updated_at is not None:
+            item["updatedAt"] = {"N": str(to_micros(post.updated_at))}
+        if post.author_nickname is not None:
+            item["authorNickname"] = {"S": post.author_nickname}
+        return item
+
+    def _shard(self, post_id: str) -> int:
+        if self.feed_shards == 1:
+            return 0
+        digest = hashlib.blake2b(post_id.encode(), digest_size=4).digest()
+        return int.from_bytes(digest, "big") % self.feed_shards
+
+    async def _query(
+        self, index: str, partition: str, after: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        key_attribute = INDEXES[index][0]
+        condition = "#pk = :pk"
+        names = {"#pk": key_attribute}
+        values: dict[str, Any] = {":pk": {"S": partition}}
+        if after is not None:
+            condition += " AND #sk < :after"
+            names["#sk"] = SORT_KEY
+            values[":after"] = {"S": after}
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": index,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": False,
+        }
+        items: list[dict[str, Any]] = []
+        async with self._calling() as client:
+            while True:  # more than one Query only when 1 MB of items came first
+                answer = await client.query(**request, Limit=limit - len(items))
+                items += answer.get("Items", [])
+                last = answer.get("LastEvaluatedKey")
+                if len(items) >= limit or not last:
+                    return items
+                request["ExclusiveStartKey"] = last
+
+    async def _batch_get(self, post_ids: list[str]) -> list[PostRecord]:
+        """The posts in the order asked; posts deleted since the index was read are skipped."""
+        items = await self._batch_get_items([_post_key(pid) for pid in post_ids])
+        by_id = {item["id"]["S"]: _record(item) for item in items}
+        return [by_id[pid] for pid in post_ids if pid in by_id]
+
+    async def _batch_get_items(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(keys), 100):
+            pending: dict[str, Any] = {self.table: {"Keys": keys[start : start + 100]}}
+            for attempt in range(BATCH_GET_ATTEMPTS):
+                async with self._calling() as client:
+                    answer = await client.batch_get_item(RequestItems=pending)
+                found += answer.get("Responses", {}).get(self.table, [])
+                pending = dict(answer.get("UnprocessedKeys") or {})
+                if not pending:
+                    break
+                await asyncio.sleep(0.05 * 2**attempt)  # throttled: back off, then the rest
+            else:
+                raise StoreUnavailable("DynamoDB kept throttling BatchGetItem")
+        return found
+
+    async def _transact(self, writes: list[Any], post_id: str) -> None:
+        async with self._calling() as client:
+            try:
+                await client.transact_write_items(
+                    TransactItems=writes, ClientRequestToken=uuid.uuid4().hex
+                )
+            except client.exceptions.TransactionCanceledException as error:
+                reasons = error.response.get("CancellationReasons", [])
+                first = reasons[0] if reasons else {}
+                if first.get("Code") == "ConditionalCheckFailed":
+                    item: dict[str, Any] = dict(first.get("Item") or {})
+                    if not item:
+                        raise NotFound(post_id) from None
+                    raise VersionConflict(int(item["version"]["N"])) from None
+                codes = {r.get("Code") for r in reasons}
+                if codes & {"ThrottlingError", "ProvisionedThroughputExceeded"}:
+                    raise StoreUnavailable(f"DynamoDB throttled the write: {codes}") from None
+                if "TransactionConflict" in codes:
+                    # Another transaction holds the post: report the version it now has.
+                    stored = await self.get(post_id)
+                    if stored is None:
+                        raise NotFound(post_id) from None
+                    raise VersionConflict(stored.version) from None
+                raise
+
+    @contextlib.asynccontextmanager
+    async def _calling(self, *, translate: bool = True) -> AsyncIterator[DynamoDBClient]:
+        """The open client; SDK errors meaning "DynamoDB is not there" become StoreUnavailable."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        client = self._client
+        if client is None:
+            raise StoreUnavailable("the store is closed")
+        if not translate:
+            yield client
+            return
+        try:
+            yield client
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code in _UNAVAILABLE_CODES:
+                raise StoreUnavailable(f"DynamoDB {code}: {error}") from error
+            raise
+        except BotoCoreError as error:  # connection refused, timeouts, no credentials
+            raise StoreUnavailable(f"DynamoDB unreachable: {error}") from error
+
+
+def _post_key(post_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"POST#{post_id}"}, "sk": {"S": "POST"}}
+
+
+def _tag_key(post_id: str, tag: str) -> dict[str, Any]:
+    return {"pk": {"S": f"POST#{post_id}"}, "sk": {"S": f"TAG#{tag}"}}
+
+
+def _tag_item(post: PostRecord, tag: str) -> dict[str, Any]:
+    return {
+        **_tag_key(post.id, tag),
+        "tagPk": {"S": f"TAG#{tag}"},
+        "tagAuthorPk": {"S": f"TAG#{tag} {post.author_id}"},
+        SORT_KEY: {"S": _sort_key(to_micros(post.created_at), post.id)},
+    }
+
+
+def _sort_key(micros: int, post_id: str) -> str:
+    return f"{micros:016d}#{post_id}"
+
+
+def _id_of(entry: dict[str, Any]) -> str:
+    pk: str = entry["pk"]["S"]
+    return pk.removeprefix("POST#")
+
+
+def _strings(values: Sequence[str]) -> dict[str, Any]:
+    return {"L": [{"S": value} for value in values]}
+
+
+def _record(item: dict[str, Any]) -> PostRecord:
+    updated = item.get("updatedAt")
+    nickname = item.get("authorNickname")
+    return PostRecord(
+        id=item["id"]["S"],
+        author_id=item["authorId"]["S"],
+        content=item["content"]["S"],
+        is_markdown=item["isMarkdown"]["BOOL"],
+        tags=tuple(v["S"] for v in item["tags"]["L"]),
+        image_keys=tuple(v["S"] for v in item["imageKeys"]["L"]),
+        created_at=from_micros(int(item["createdAt"]["N"])),
+        updated_at=None if updated is None else from_micros(int(updated["N"])),
+        version=int(item["version"]["N"]),
+        author_nickname=None if nickname is None else nickname["S"],
+    )

@@ -1,0 +1,73 @@
+"""Local database servers for the store tests: started once per test session, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from tests.helpers import free_port
+
+START_TIMEOUT = 60.0
+
+
+@contextmanager
+def running(
+    command: list[str], ready_url: str, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a server, wait until ``ready_url`` answers, stop it afterwards.
+
+    Its output goes to a file, never a pipe: a chatty server blocks once a pipe is full.
+    """
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        try:
+            _wait_until_ready(process, ready_url, log)
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_until_ready(process: subprocess.Popen[bytes], ready_url: str, log: IO[bytes]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        try:
+            with urllib.request.urlopen(ready_url, timeout=2):  # noqa: S310 - loopback
+                return
+        except OSError:
+            if process.poll() is not None:
+                log.seek(0)
+                said = log.read().decode(errors="replace")[-2000:]
+                raise RuntimeError(f"{process.args!r} exited at start: {said}") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{process.args!r} did not answer {ready_url}") from None
+            time.sleep(0.1)
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's server (DynamoDB and S3 over HTTP), as installed with the dev extra."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        str(Path(sys.executable).with_name("moto_server")),
+        "-H",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    with running(command, f"{url}/moto-api/"):
+        yield url
