@@ -3,12 +3,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint typecheck unit schema clean
+.PHONY: serve test lint typecheck unit schema constraints clean
 
-$(BIN)/.installed: pyproject.toml
+# constraints.txt pins every package to the versions the suite last passed with (the AWS
+# SDKs pin each other tightly; unpinned, pip's resolver can backtrack for a very long time).
+$(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
 serve: $(BIN)/.installed
@@ -28,6 +30,14 @@ unit: $(BIN)/.installed
 
 schema: $(BIN)/.installed
 	$(BIN)/gql-api schema > schema.graphql
+
+# Re-pin after changing dependencies: resolve afresh, run `make test`, commit constraints.txt.
+constraints:
+	rm -rf $(VENV).lock && $(PYTHON) -m venv $(VENV).lock
+	$(VENV).lock/bin/python -m pip install --quiet --upgrade pip
+	$(VENV).lock/bin/python -m pip install --quiet -e '.[dev]'
+	$(VENV).lock/bin/python -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
+	rm -rf $(VENV).lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
