@@ -31,11 +31,11 @@ unit: $(BIN)/.installed
 schema: $(BIN)/.installed
 	$(BIN)/gql-api schema > schema.graphql
 
-# Re-pin after changing dependencies: resolve afresh, run `make test`, commit constraints.txt.
+# After adding a dependency: resolve it against the current pins, run `make test`, commit.
 constraints:
 	rm -rf $(VENV).lock && $(PYTHON) -m venv $(VENV).lock
 	$(VENV).lock/bin/python -m pip install --quiet --upgrade pip
-	$(VENV).lock/bin/python -m pip install --quiet -e '.[dev]'
+	$(VENV).lock/bin/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	$(VENV).lock/bin/python -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
 	rm -rf $(VENV).lock
 
