@@ -59,15 +59,10 @@ def _wait_until_ready(process: subprocess.Popen[bytes], ready_url: str, log: IO[
 
 @contextmanager
 def moto_server() -> Iterator[str]:
-    """moto's server (DynamoDB and S3 over HTTP), as installed with the dev extra."""
+    """moto's server (DynamoDB and S3 over HTTP), one request at a time (see moto_serial)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [
-        str(Path(sys.executable).with_name("moto_server")),
-        "-H",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
+    script = Path(__file__).with_name("moto_serial.py")
+    command = [sys.executable, str(script), "127.0.0.1", str(port)]
     with running(command, f"{url}/moto-api/"):
         yield url

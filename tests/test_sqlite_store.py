@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from gql_api.stores.base import PageQuery, StoreUnavailable
+from gql_api.errors import StoreUnavailableError
+from gql_api.service import NewPost, PostService
+from gql_api.stores.base import PageQuery, PostRecord, StoreUnavailable
 from gql_api.stores.sqlite import MIGRATIONS, SqliteStore, _page_sql
-from tests.helpers import record
+from tests.helpers import ALICE, record
 
 FEEDS = [
     PageQuery(first=20),
@@ -92,3 +95,47 @@ async def test_a_closed_store_is_unavailable_not_broken(tmp_path: Path) -> None:
         await store.get("x")
     with pytest.raises(StoreUnavailable):
         await store.create(record())
+
+
+async def test_writes_given_up_mid_way_leave_the_store_writable(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "gql-api.db")
+    await store.open()
+    try:
+        hurried = PostService(store, timeout=0.003)
+        outcomes = await asyncio.gather(
+            *(hurried.create_post(ALICE, NewPost(content=f"#{i}", tags=["t"])) for i in range(200)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(o, PostRecord | StoreUnavailableError) for o in outcomes)
+        await asyncio.sleep(0.5)  # let the transactions already started finish
+        patient = PostService(store, timeout=5)
+        post = await patient.create_post(ALICE, NewPost(content="after", tags=["t"]))
+        assert await store.get(post.id) == post
+        # every post that exists has its tag entry: nothing was half written
+        listed = await patient.list_posts(first=100, tag="t")
+        everything = await patient.list_posts(first=100)
+        assert {e.post.id for e in listed.edges} == {e.post.id for e in everything.edges}
+    finally:
+        await store.close()
+
+
+async def test_a_write_lock_held_elsewhere_is_store_unavailable_then_recovers(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "gql-api.db"
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        service = PostService(store, timeout=0.5)
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # another process is writing, for a long time
+        with pytest.raises(StoreUnavailableError):
+            await service.create_post(ALICE, NewPost(content="blocked"))
+        other.execute("ROLLBACK")
+        other.close()
+        await asyncio.sleep(0.1)
+        patient = PostService(store, timeout=10)
+        post = await patient.create_post(ALICE, NewPost(content="works again"))
+        assert await store.get(post.id) == post
+    finally:
+        await store.close()

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -43,6 +44,10 @@ from gql_api.stores.base import (
     VersionConflict,
 )
 from gql_api.stores.keyset import from_micros, parse_position, position_of, to_micros
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 READERS = 4
 
@@ -101,7 +106,7 @@ class SqliteStore:
         try:
             await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
             self._writer = await self._connect()
-            await self._migrate(self._writer)
+            await self._migrate()
             for _ in range(self._reader_count):
                 reader = await self._connect()
                 self._all_readers.append(reader)
@@ -140,7 +145,7 @@ class SqliteStore:
         return _record(rows[0]) if rows else None
 
     async def create(self, post: PostRecord) -> PostRecord:
-        async with self._transaction() as db:
+        async def work(db: aiosqlite.Connection) -> PostRecord:
             await db.execute(
                 f"INSERT INTO posts ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -157,11 +162,12 @@ class SqliteStore:
                 ),
             )
             await _insert_tags(db, post)
-        return post
+            return post
+
+        return await self._transaction(work)
 
     async def update(self, current: PostRecord, changes: PostChanges) -> PostRecord:
-        post_id = current.id
-        async with self._transaction() as db:
+        async def work(db: aiosqlite.Connection) -> PostRecord:
             cursor = await db.execute(
                 "UPDATE posts SET content = ?, is_markdown = ?, tags = ?, image_keys = ?, "
                 "updated_us = ?, version = version + 1 "
@@ -172,27 +178,31 @@ class SqliteStore:
                     json.dumps(changes.tags),
                     json.dumps(changes.image_keys),
                     to_micros(changes.updated_at),
-                    post_id,
+                    current.id,
                     current.version,
                 ),
             )
             row = await cursor.fetchone()
             await cursor.close()
             if row is None:
-                await _raise_missing_or_conflict(db, post_id)
+                await _raise_missing_or_conflict(db, current.id)
             updated = _record(row)
-            await db.execute("DELETE FROM post_tags WHERE post_id = ?", (post_id,))
+            await db.execute("DELETE FROM post_tags WHERE post_id = ?", (current.id,))
             await _insert_tags(db, updated)
-        return updated
+            return updated
+
+        return await self._transaction(work)
 
     async def delete(self, current: PostRecord) -> None:
-        async with self._transaction() as db:
+        async def work(db: aiosqlite.Connection) -> None:
             cursor = await db.execute(
                 "DELETE FROM posts WHERE id = ? AND version = ?", (current.id, current.version)
             )
             if cursor.rowcount == 0:
                 await _raise_missing_or_conflict(db, current.id)
             await db.execute("DELETE FROM post_tags WHERE post_id = ?", (current.id,))
+
+        await self._transaction(work)
 
     async def list_posts(self, query: PageQuery) -> PostPage:
         sql, params = _page_sql(query)
@@ -224,25 +234,21 @@ class SqliteStore:
         await db.execute("PRAGMA busy_timeout = 5000")
         return db
 
-    async def _migrate(self, db: aiosqlite.Connection) -> None:
-        async with self._write_lock:
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                (version,) = (await _fetchall(db, "PRAGMA user_version"))[0]
-                if version > len(MIGRATIONS):
-                    raise StoreUnavailable(
-                        f"{self.path} has schema version {version}, newer than this "
-                        f"gql-api knows ({len(MIGRATIONS)}): upgrade gql-api"
-                    )
-                for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                    for statement in script.split(";"):
-                        if statement.strip():
-                            await db.execute(statement)
-                    await db.execute(f"PRAGMA user_version = {number}")
-                await db.execute("COMMIT")
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
+    async def _migrate(self) -> None:
+        async def work(db: aiosqlite.Connection) -> None:
+            (version,) = (await _fetchall(db, "PRAGMA user_version"))[0]
+            if version > len(MIGRATIONS):
+                raise StoreUnavailable(
+                    f"{self.path} has schema version {version}, newer than this "
+                    f"gql-api knows ({len(MIGRATIONS)}): upgrade gql-api"
+                )
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        await db.execute(statement)
+                await db.execute(f"PRAGMA user_version = {number}")
+
+        await self._transaction(work)
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -256,24 +262,47 @@ class SqliteStore:
         finally:
             self._readers.put_nowait(db)
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._write_lock:
+    async def _transaction(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """Run ``work`` in one write transaction that always ends in COMMIT or ROLLBACK.
+
+        A caller that gives up (a timeout) while waiting for the lock leaves nothing
+        behind. Once the lock is held, the transaction runs as its own shielded task to
+        its end, so a cancellation can never leave BEGIN without COMMIT or ROLLBACK on
+        the shared writer connection (the outcome the caller then reports is unknown,
+        as with any database that stops answering in time).
+        """
+        await self._write_lock.acquire()
+        task = asyncio.create_task(self._run_transaction(work))
+        task.add_done_callback(_retrieve_exception)
+        return await asyncio.shield(task)
+
+    async def _run_transaction(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        try:
             db = self._writer
             if db is None:
                 raise StoreUnavailable("the store is closed")
+            if db.in_transaction:  # never expected; heal rather than fail every later write
+                log.error("sqlite writer was left inside a transaction; rolling it back")
+                await db.execute("ROLLBACK")
+            await db.execute("BEGIN IMMEDIATE")
             try:
-                await db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise StoreUnavailable(str(exc)) from exc
-            try:
-                yield db
+                result = await work(db)
                 await db.execute("COMMIT")
-            except BaseException as exc:
-                await asyncio.shield(db.execute("ROLLBACK"))
-                if isinstance(exc, sqlite3.OperationalError):
-                    raise StoreUnavailable(str(exc)) from exc
+            except BaseException:
+                if db.in_transaction:
+                    await db.execute("ROLLBACK")
                 raise
+            return result
+        except sqlite3.OperationalError as exc:  # locked past busy_timeout, disk I/O
+            raise StoreUnavailable(str(exc)) from exc
+        finally:
+            self._write_lock.release()
+
+
+def _retrieve_exception(task: asyncio.Task[Any]) -> None:
+    """The caller may be gone (cancelled); its task's failure is then only logged here."""
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("write transaction ended with %r", task.exception())
 
 
 async def _fetchall(
