@@ -22,6 +22,7 @@ from strawberry.http.ides import get_graphql_ide_html
 
 from gql_api.auth import Authenticator, Identity, InvalidToken
 from gql_api.context import RequestContext
+from gql_api.cost import MAX_COST, estimate_cost
 from gql_api.executor import Executor, RequestError, internal_error, request_error
 from gql_api.service import PostService
 
@@ -173,6 +174,17 @@ class GraphQLEndpoint:
                 "only queries may be sent with GET: send mutations with POST",
                 {"Allow": "POST"},
             )
+        cost = estimate_cost(prepared.document, operation_name, params.get("variables"))
+        if cost > MAX_COST:
+            raise RequestError(
+                [
+                    request_error(
+                        f"the query asks for too much: estimated cost {cost}, at most "
+                        f"{MAX_COST} (each field 1, times the page size under posts)",
+                        "QUERY_TOO_COMPLEX",
+                    )
+                ]
+            )
         context = RequestContext(service=self.service, viewer=viewer, request_id=request_id)
         return await self.executor.execute(
             prepared,
@@ -202,7 +214,7 @@ def _check_params(params: dict[str, Any]) -> dict[str, Any]:
 def _decode_json(raw: str | bytes, message: str) -> Any:
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
         raise HttpError(400, "BAD_REQUEST", message) from None
 
 

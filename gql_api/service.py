@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ T = TypeVar("T")
 
 # Without expectedVersion, a write that loses a race re-reads and tries again this often.
 WRITE_ATTEMPTS = 5
+RETRY_DELAY_SECONDS = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +218,11 @@ class PostService:
     ) -> T:
         """Read, check, write conditionally on the version read; retry lost races."""
         current_version: int | None = None
-        for _ in range(WRITE_ATTEMPTS):
+        for round_ in range(WRITE_ATTEMPTS):
+            if round_:
+                # Lost a race: let the winner finish before reading again (jittered, so
+                # writers that collided do not collide again in step).
+                await asyncio.sleep(random.uniform(0, RETRY_DELAY_SECONDS * round_))  # noqa: S311
             current = await self.get_post(post_id)
             if current is None:
                 raise PostNotFound(f"no post with id {post_id!r}", id=post_id)

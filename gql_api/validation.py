@@ -17,6 +17,7 @@ class Limits:
     # hold (or a DynamoDB item overflow on) a megabyte of spaces around a short post.
     max_raw_content_length: int = 20_000
     max_tags: int = 10
+    max_raw_tags: int = 1_000
     max_tag_length: int = 50
     max_images_per_post: int = 4
     max_image_key_length: int = 512
@@ -83,8 +84,12 @@ def normalize_tag(raw: str, field: str) -> str:
 
 
 def normalize_tags(raw: Sequence[str], field: str) -> tuple[str, ...]:
-    if len(raw) > 10 * LIMITS.max_tags:  # no point normalizing thousands of tags
-        raise BadUserInput(f"{field}: at most {LIMITS.max_tags} tags", field=field)
+    if len(raw) > LIMITS.max_raw_tags:  # bounds the work before duplicates are dropped
+        raise BadUserInput(
+            f"{field}: {len(raw)} entries; send at most {LIMITS.max_raw_tags} "
+            f"(at most {LIMITS.max_tags} distinct after normalization)",
+            field=field,
+        )
     tags: dict[str, None] = {}
     for index, item in enumerate(raw):
         tags.setdefault(normalize_tag(item, f"{field}[{index}]"), None)

@@ -17,6 +17,7 @@ from gql_api.app import create_app
 from gql_api.auth import DEV_AUDIENCE, DEV_ISSUER, mint_dev_token
 from gql_api.settings import Settings
 from gql_api.stores.base import PageQuery, PostStore
+from gql_api.stores.memory import MemoryStore
 from gql_api.stores.sqlite import SqliteStore
 from tests.conftest import STORES, closed_store
 from tests.helpers import DEV_SECRET
@@ -510,3 +511,48 @@ async def test_a_document_of_too_many_tokens_is_refused_while_parsing(tmp_path: 
     error = response.json()["errors"][0]
     assert error["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
     assert "tokens" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"query": "{ limits { maxTags } }", "variables": ' + b"[" * 50_000,
+    ],
+)
+async def test_json_nested_too_deep_is_400(tmp_path: Path, body: bytes) -> None:
+    app = create_app(make_settings(tmp_path), store=MemoryStore())
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
+    ):
+        response = await client.post("/graphql", content=body, headers={"content-type": JSON})
+        assert response.status_code == 400
+        assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+        nested = "[" * 5000 + "]" * 5000
+        response = await client.get(
+            "/graphql", params={"query": "{ limits { maxTags } }", "variables": nested}
+        )
+        assert response.status_code == 400
+
+
+async def test_amplifying_queries_are_refused_before_execution(
+    app: Starlette, client: httpx.AsyncClient
+) -> None:
+    page = "posts(first: 100) { nodes { content author { nickname } } }"
+    many = " ".join(f"a{i}: {page}" for i in range(60))
+    response = await gql(client, f"{{ {many} }}", accept=GRAPHQL_JSON)
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+    assert "estimated cost 24060" in error["message"]  # 60 * (1 + 100 * 4)
+    by_variable = await gql(
+        client,
+        "query($n: Int) { "
+        + " ".join(f"a{i}: posts(first: $n) {{ nodes {{ id content }} }}" for i in range(70))
+        + " }",
+        {"n": 100},
+    )
+    assert by_variable.json()["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+    fine = await gql(client, f"{{ {page} a: {page} }}")
+    assert fine.json() == {"data": {"posts": {"nodes": []}, "a": {"nodes": []}}}

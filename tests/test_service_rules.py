@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from typing import Any
 
 import pytest
 
@@ -17,7 +19,7 @@ from gql_api.errors import (
     Unauthenticated,
 )
 from gql_api.service import NewPost, PostEdit, PostService
-from gql_api.stores.base import PageQuery, PostStore
+from gql_api.stores.base import PageQuery, PostChanges, PostRecord, PostStore
 from tests.helpers import ADMIN, ALICE, BOB
 
 
@@ -135,6 +137,48 @@ async def test_concurrent_updates_without_expected_version_lose_nothing(
     assert len(successes) >= 1
 
 
+class RacedStore:
+    """A store where another writer updates the post between our read and our write, once."""
+
+    def __init__(self, inner: PostStore) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.raced = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def update(self, current: PostRecord, changes: PostChanges) -> PostRecord:
+        if not self.raced:
+            self.raced = True
+            rival = dataclasses.replace(changes, content=current.content, tags=("rival",))
+            await self.inner.update(current, rival)
+        return await self.inner.update(current, changes)
+
+
+async def test_an_update_that_loses_a_race_rereads_and_keeps_both_changes(
+    store: PostStore,
+) -> None:
+    service = PostService(RacedStore(store), timeout=5)
+    post_id = await alice_post(service, tags=["start"])
+    updated = await service.update_post(ALICE, post_id, PostEdit(content="mine"))
+    assert (updated.content, updated.tags, updated.version) == ("mine", ("rival",), 3)
+    assert await service.get_post(post_id) == updated
+
+
+async def test_a_lost_race_with_expected_version_is_conflict_not_retried(
+    store: PostStore,
+) -> None:
+    service = PostService(RacedStore(store), timeout=5)
+    post_id = await alice_post(service)
+    with pytest.raises(Conflict) as raised:
+        await service.update_post(ALICE, post_id, PostEdit(content="mine"), expected_version=1)
+    assert raised.value.extensions["currentVersion"] == 2
+    stored = await service.get_post(post_id)
+    assert stored is not None
+    assert (stored.content, stored.tags) == ("hello", ("rival",))
+
+
 async def test_concurrent_updates_with_one_expected_version_have_one_winner(
     service: PostService,
 ) -> None:
@@ -245,15 +289,17 @@ async def test_invalid_update_changes_nothing(service: PostService) -> None:
     assert (post.content, post.tags, post.version) == ("hello", ("keep",), 1)
 
 
-@pytest.mark.parametrize(
-    ("first", "ok"), [(None, True), (1, True), (100, True), (0, False), (101, False), (-1, False)]
-)
-async def test_page_size_edges(service: PostService, first: int | None, ok: bool) -> None:
-    if ok:
-        await service.list_posts(first=first)
-    else:
-        with pytest.raises(BadUserInput):
+async def test_page_size_edges(service: PostService) -> None:
+    for i in range(101):
+        await service.create_post(ALICE, NewPost(content=f"#{i}"))
+    for first, size in ((None, 20), (1, 1), (100, 100)):
+        page = await service.list_posts(first=first)
+        assert len(page.edges) == size
+        assert page.has_next_page
+    for first in (0, 101, -1):
+        with pytest.raises(BadUserInput) as raised:
             await service.list_posts(first=first)
+        assert raised.value.extensions["field"] == "first"
 
 
 async def test_tag_argument_is_normalized_like_tags(service: PostService) -> None:
