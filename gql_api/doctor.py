@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 
 from gql_api.auth import dev_secret
-from gql_api.service import utc_now
 from gql_api.settings import Settings
 from gql_api.stores import create_store
 from gql_api.stores.base import PageQuery, PostRecord, PostStore
@@ -45,7 +45,11 @@ async def _dev_secret(settings: Settings) -> Check:
 
 
 async def _probe(store: PostStore, settings: Settings) -> Check:
-    """Write, read, page and delete a probe post: proves read and write access."""
+    """Write, read, page and delete a probe post: proves read and write access.
+
+    The probe is dated at the epoch, so it sorts after every real post and no reader
+    paging the feed meets it in the moment it exists.
+    """
     probe = PostRecord(
         id=f"doctor-{uuid.uuid4().hex}",
         author_id="gql-api-doctor",
@@ -53,7 +57,7 @@ async def _probe(store: PostStore, settings: Settings) -> Check:
         is_markdown=False,
         tags=(),
         image_keys=(),
-        created_at=utc_now(),
+        created_at=datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
         updated_at=None,
         version=1,
     )
