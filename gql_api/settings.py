@@ -20,12 +20,12 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-StoreName = Literal["sqlite", "memory", "dynamodb"]
+StoreName = Literal["sqlite", "memory", "dynamodb", "firestore"]
 AuthMode = Literal["dev"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 # The earlier service chose its backend with CLOUD_PROVIDER; "local" maps to ours.
-_CLOUD_PROVIDER_STORES = {"local": "sqlite", "aws": "dynamodb"}
+_CLOUD_PROVIDER_STORES = {"local": "sqlite", "aws": "dynamodb", "gcp": "firestore"}
 
 
 # Variables of the earlier service, read when ours are unset.
@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     )
     dynamodb_endpoint: Annotated[str | None, Field(pattern=r"^https?://")] = None
     dynamodb_feed_shards: Annotated[int, Field(ge=1, le=64)] = 1
+
+    firestore_project: str | None = None
+    firestore_database: str | None = None
+    firestore_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{0,64}$")] = ""
 
     auth: AuthMode = "dev"
     dev_secret: SecretStr | None = None

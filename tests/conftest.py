@@ -15,8 +15,9 @@ from tests import servers
 from tests.helpers import StepClock
 
 # Every store joins this list; the contract suite runs against each one.
-STORES = ["memory", "sqlite", "dynamodb"]
+STORES = ["memory", "sqlite", "dynamodb", "firestore"]
 DYNAMODB_TABLE = "gql-api-test"
+FIRESTORE_PROJECT = "demo-gql-api"
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +27,20 @@ def moto_url() -> Iterator[str]:
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
     with servers.moto_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def firestore_host() -> Iterator[str]:
+    with servers.firestore_emulator() as host:
+        os.environ["FIRESTORE_EMULATOR_HOST"] = host  # read by the SDK
+        yield host
+        del os.environ["FIRESTORE_EMULATOR_HOST"]
+
+
+async def reset_firestore(host: str) -> None:
+    url = f"http://{host}/emulator/v1/projects/{FIRESTORE_PROJECT}/databases/(default)/documents"
+    async with httpx.AsyncClient() as http:
+        (await http.delete(url)).raise_for_status()
 
 
 async def open_store(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> PostStore:
@@ -42,6 +57,11 @@ async def open_store(name: str, tmp_path: Path, request: pytest.FixtureRequest) 
         async with httpx.AsyncClient() as http:
             (await http.post(f"{url}/moto-api/reset")).raise_for_status()
         store = DynamoDBStore(DYNAMODB_TABLE, endpoint_url=url)
+    elif name == "firestore":
+        from gql_api.stores.firestore import FirestoreStore
+
+        await reset_firestore(request.getfixturevalue("firestore_host"))
+        store = FirestoreStore(FIRESTORE_PROJECT)
     else:
         raise ValueError(name)
     await store.open()

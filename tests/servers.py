@@ -66,3 +66,31 @@ def moto_server() -> Iterator[str]:
     command = [sys.executable, str(script), "127.0.0.1", str(port)]
     with running(command, f"{url}/moto-api/"):
         yield url
+
+
+FIRESTORE_JAR = Path(
+    "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar"
+)
+
+
+@contextmanager
+def firestore_emulator() -> Iterator[str]:
+    """Google's Firestore emulator (from the machine image: no package source has it)."""
+    if not FIRESTORE_JAR.exists():
+        raise RuntimeError(
+            f"the Firestore emulator is missing: {FIRESTORE_JAR} does not exist. Install "
+            "Debian's google-cloud-cli-firestore-emulator package; the Firestore store's "
+            "tests cannot run without it"
+        )
+    port = free_port()
+    command = [
+        "java",
+        "-cp",
+        str(FIRESTORE_JAR),
+        "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
+        "start",
+        "--host=127.0.0.1",
+        f"--port={port}",
+    ]
+    with running(command, f"http://127.0.0.1:{port}/"):
+        yield f"127.0.0.1:{port}"

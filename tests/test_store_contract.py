@@ -90,14 +90,15 @@ async def test_update_of_missing_post_is_not_found(store: PostStore) -> None:
 
 async def test_delete_conditional_on_version(store: PostStore) -> None:
     post = await store.create(record(tags=("t",)))
+    newer = await store.update(post, changes_of(post, content="v2"))
     with pytest.raises(VersionConflict) as raised:
-        await store.delete(dataclasses.replace(post, version=7))
-    assert raised.value.current_version == 1
-    assert await store.get(post.id) is not None
-    await store.delete(post)
+        await store.delete(post)  # read before the update
+    assert raised.value.current_version == 2
+    assert await store.get(post.id) == newer
+    await store.delete(newer)
     assert await store.get(post.id) is None
     with pytest.raises(NotFound):
-        await store.delete(post)
+        await store.delete(newer)
     assert (await store.list_posts(PageQuery(first=10, tag="t"))).posts == []
 
 

@@ -20,6 +20,15 @@ def create_store(settings: Settings) -> PostStore:
             timeout=settings.store_timeout,
             feed_shards=settings.dynamodb_feed_shards,
         )
+    if settings.store == "firestore":
+        from gql_api.stores.firestore import FirestoreStore
+
+        return FirestoreStore(
+            settings.firestore_project,
+            database=settings.firestore_database,
+            prefix=settings.firestore_prefix,
+            timeout=settings.store_timeout,
+        )
     from gql_api.stores.sqlite import SqliteStore
 
     return SqliteStore(settings.sqlite_path)

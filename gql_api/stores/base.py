@@ -7,7 +7,7 @@ holds the rules, and one contract test suite holds every store to the same behav
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -26,6 +26,9 @@ class PostRecord:
     # The nickname claim of the author's token when the post was written; a stored
     # profile nickname takes precedence over it.
     author_nickname: str | None = None
+    # The store's own concurrency token for this version (Firestore's update time,
+    # Cosmos DB's ETag), carried from a read to the conditional write that follows it.
+    etag: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,389 @@
+"""Firestore store: one document per post, read and written with the async client.
+
+Layout (collection names take ``GQL_API_FIRESTORE_PREFIX`` in front):
+
+- ``posts/<id>``: ``id``, ``authorId``, ``content``, ``isMarkdown``, ``tags`` (array),
+  ``imageKeys``, ``createdAt`` / ``updatedAt`` (timestamps), ``version``,
+  ``authorNickname``.
+- ``profiles/<userId>``: ``nickname``.
+
+Reads: a post is one document get. Every page is one query ordered by ``createdAt``
+then ``id``, both descending, with ``limit(first + 1)`` (full pages, exact
+``hasNextPage``): the feed has no filter, the author feed ``authorId ==``, the tag
+feed ``tags array-contains``, and both together for a tag by one author. Cursors hold
+the last post's ``createdAt`` and ``id`` and resume with ``start_after``. Production
+Firestore needs one composite index per query shape: they are listed in
+``firestore.indexes.json`` (deploy with ``firebase deploy --only firestore:indexes``),
+``gql-api provision`` creates them through the Admin API, and ``gql-api doctor`` runs
+each query shape once to prove its index is there.
+
+Writes: create is one ``create`` (fails if the id exists). Update and delete are one
+write with an update-time precondition: the write applies only if the document is
+still the one the service read (its update time travels with the record as its
+``etag``), so a lost race is ``VersionConflict`` and nothing is lost. Tags live in the
+post document itself, so the tag feed can never disagree with the post.
+
+Retries: transient errors (ABORTED, UNAVAILABLE, DEADLINE_EXCEEDED) are retried by the
+SDK's ``AsyncRetry``, within ``GQL_API_STORE_TIMEOUT``; past it the client gets
+``STORE_UNAVAILABLE``.
+
+Scale: a million posts change nothing for reads (an index range per page). Writes
+spread over document ids, but every post adds an entry at the newest end of the
+``createdAt`` indexes; Firestore advises at most about 500 writes a second into an
+index on a monotonically increasing field before the index range hotspots, so a
+thousand posts a second needs that limit raised with Google support or the feed
+indexes sharded (a ``shard`` field in each index, merged on read, at N queries per
+page). A single author or tag written that fast hotspots the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from gql_api.stores.base import (
+    NotFound,
+    PageQuery,
+    PostChanges,
+    PostPage,
+    PostRecord,
+    ProfileRecord,
+    StoreUnavailable,
+    VersionConflict,
+)
+from gql_api.stores.keyset import from_micros, parse_position, position_of, to_micros
+
+if TYPE_CHECKING:
+    from google.cloud.firestore import AsyncClient, AsyncCollectionReference, AsyncQuery
+
+# (name, fields in order) of every composite index the page queries need.
+INDEXES: list[tuple[str, list[tuple[str, str]]]] = [
+    ("feed", [("createdAt", "DESCENDING"), ("id", "DESCENDING")]),
+    ("author", [("authorId", "ASCENDING"), ("createdAt", "DESCENDING"), ("id", "DESCENDING")]),
+    ("tag", [("tags", "CONTAINS"), ("createdAt", "DESCENDING"), ("id", "DESCENDING")]),
+    (
+        "tagAuthor",
+        [
+            ("tags", "CONTAINS"),
+            ("authorId", "ASCENDING"),
+            ("createdAt", "DESCENDING"),
+            ("id", "DESCENDING"),
+        ],
+    ),
+]
+
+
+def indexes_document(prefix: str = "") -> dict[str, Any]:
+    """The ``firestore.indexes.json`` that production needs (the Firebase CLI's format)."""
+    return {
+        "indexes": [
+            {
+                "collectionGroup": f"{prefix}posts",
+                "queryScope": "COLLECTION",
+                "fields": [
+                    {"fieldPath": path, "arrayConfig": "CONTAINS"}
+                    if order == "CONTAINS"
+                    else {"fieldPath": path, "order": order}
+                    for path, order in fields
+                ],
+            }
+            for _, fields in INDEXES
+        ],
+        "fieldOverrides": [],
+    }
+
+
+class FirestoreStore:
+    name = "firestore"
+
+    def __init__(
+        self,
+        project: str | None = None,
+        *,
+        database: str | None = None,
+        prefix: str = "",
+        timeout: float = 5.0,
+    ) -> None:
+        self.project = project
+        self.database = database
+        self.prefix = prefix
+        self.timeout = timeout
+        self._client: AsyncClient | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        from google.api_core import exceptions, retry_async
+        from google.cloud import firestore
+
+        # Created here, on the loop that serves requests: the client's channel is bound to it.
+        try:
+            self._client = firestore.AsyncClient(project=self.project, database=self.database)
+        except Exception as error:  # no project or credentials found
+            raise StoreUnavailable(f"cannot create the Firestore client: {error}") from error
+        self._retry = retry_async.AsyncRetry(
+            predicate=retry_async.if_exception_type(
+                exceptions.Aborted, exceptions.ServiceUnavailable, exceptions.DeadlineExceeded
+            ),
+            initial=0.05,
+            maximum=1.0,
+            multiplier=2.0,
+            timeout=self.timeout,
+        )
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        # AsyncClient.close() closes only its HTTP session; the gRPC channel is the
+        # transport's, and closing it is a coroutine.
+        api = None if client is None else client._firestore_api_internal
+        if api is not None:
+            await api.transport.close()
+
+    async def ping(self) -> None:
+        async with self._calling() as client:
+            await self._posts(client).document("healthz-probe").get(**self._options())
+
+    # --- posts -------------------------------------------------------------------------
+
+    async def get(self, post_id: str) -> PostRecord | None:
+        async with self._calling() as client:
+            snapshot = await self._posts(client).document(post_id).get(**self._options())
+        return _record(snapshot) if snapshot.exists else None
+
+    async def create(self, post: PostRecord) -> PostRecord:
+        async with self._calling() as client:
+            result = (
+                await self._posts(client)
+                .document(post.id)
+                .create(_document(post), **self._options())
+            )
+        return _with_etag(post, result.update_time)
+
+    async def update(self, current: PostRecord, changes: PostChanges) -> PostRecord:
+        updated = PostRecord(
+            id=current.id,
+            author_id=current.author_id,
+            content=changes.content,
+            is_markdown=changes.is_markdown,
+            tags=changes.tags,
+            image_keys=changes.image_keys,
+            created_at=current.created_at,
+            updated_at=changes.updated_at,
+            version=current.version + 1,
+            author_nickname=current.author_nickname,
+        )
+        fields = {
+            "content": changes.content,
+            "isMarkdown": changes.is_markdown,
+            "tags": list(changes.tags),
+            "imageKeys": list(changes.image_keys),
+            "updatedAt": changes.updated_at,
+            "version": updated.version,
+        }
+        async with self._conditional(current) as (client, option):
+            result = (
+                await self._posts(client)
+                .document(current.id)
+                .update(fields, option=option, **self._options())
+            )
+        return _with_etag(updated, result.update_time)
+
+    async def delete(self, current: PostRecord) -> None:
+        async with self._conditional(current) as (client, option):
+            await self._posts(client).document(current.id).delete(option=option, **self._options())
+
+    async def list_posts(self, query: PageQuery) -> PostPage:
+        from google.cloud.firestore import FieldFilter, Query
+
+        async with self._calling() as client:
+            page: AsyncQuery = self._posts(client).limit(query.first + 1)
+            if query.tag is not None:
+                page = page.where(filter=FieldFilter("tags", "array_contains", query.tag))
+            if query.author_id is not None:
+                page = page.where(filter=FieldFilter("authorId", "==", query.author_id))
+            page = page.order_by("createdAt", direction=Query.DESCENDING).order_by(
+                "id", direction=Query.DESCENDING
+            )
+            if query.after is not None:
+                micros, post_id = parse_position(query.after)
+                page = page.start_after({"createdAt": from_micros(micros), "id": post_id})
+            snapshots = [s async for s in page.stream(**self._options())]
+        posts = [_record(s) for s in snapshots[: query.first]]
+        return PostPage(
+            posts=posts,
+            cursors=[position_of(p) for p in posts],
+            has_next_page=len(snapshots) > query.first,
+        )
+
+    async def get_profiles(self, user_ids: Sequence[str]) -> Mapping[str, ProfileRecord]:
+        if not user_ids:
+            return {}
+        async with self._calling() as client:
+            collection = client.collection(f"{self.prefix}profiles")
+            references = [collection.document(uid) for uid in user_ids]
+            profiles = {}
+            async for snapshot in client.get_all(references, **self._options()):
+                if snapshot.exists:
+                    nickname = (snapshot.to_dict() or {}).get("nickname")
+                    profiles[snapshot.id] = ProfileRecord(user_id=snapshot.id, nickname=nickname)
+        return profiles
+
+    # --- provisioning and checks -------------------------------------------------------
+
+    async def provision(self) -> str:
+        if os.environ.get("FIRESTORE_EMULATOR_HOST"):
+            return "emulator: it needs no indexes (production's are in firestore.indexes.json)"
+        from google.api_core import exceptions
+        from google.cloud.firestore_admin_v1.services.firestore_admin import (
+            FirestoreAdminAsyncClient,
+        )
+        from google.cloud.firestore_admin_v1.types import Index
+
+        async with self._calling() as client:
+            admin = FirestoreAdminAsyncClient(credentials=client._credentials)
+            parent = (
+                f"projects/{client.project}/databases/{client._database}"
+                f"/collectionGroups/{self.prefix}posts"
+            )
+            created = []
+            for name, fields in INDEXES:
+                index = Index(
+                    query_scope=Index.QueryScope.COLLECTION,
+                    fields=[
+                        Index.IndexField(field_path=path, array_config="CONTAINS")
+                        if order == "CONTAINS"
+                        else Index.IndexField(field_path=path, order=order)
+                        for path, order in fields
+                    ],
+                )
+                try:
+                    await admin.create_index(parent=parent, index=index)
+                    created.append(name)
+                except exceptions.AlreadyExists:
+                    pass
+        state = f"created {', '.join(created)} (building)" if created else "all there"
+        return f"composite indexes on {self.prefix}posts: {state}"
+
+    async def inspect(self) -> list[tuple[bool, str]]:
+        """Run each page query shape once: a missing index fails with FAILED_PRECONDITION."""
+        from google.api_core import exceptions
+
+        checks: list[tuple[bool, str]] = []
+        shapes = {
+            "feed": PageQuery(first=1),
+            "author": PageQuery(first=1, author_id="gql-api-doctor"),
+            "tag": PageQuery(first=1, tag="gql-api-doctor"),
+            "tagAuthor": PageQuery(first=1, tag="gql-api-doctor", author_id="gql-api-doctor"),
+        }
+        for name, fields in INDEXES:
+            described = ", ".join(f"{path} {order.lower()}" for path, order in fields)
+            try:
+                await self.list_posts(shapes[name])
+                checks.append((True, f"index {name} ({described}): the query runs"))
+            except StoreUnavailable as error:
+                missing = isinstance(error.__cause__, exceptions.FailedPrecondition)
+                fix = "run `gql-api provision` or deploy firestore.indexes.json"
+                reason = "missing" if missing else f"query failed: {error}"
+                checks.append((False, f"index {name} ({described}): {reason}; fix: {fix}"))
+        return checks
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _posts(self, client: AsyncClient) -> AsyncCollectionReference:
+        return client.collection(f"{self.prefix}posts")
+
+    def _options(self) -> dict[str, Any]:
+        return {"retry": self._retry, "timeout": self.timeout}
+
+    @asynccontextmanager
+    async def _conditional(self, current: PostRecord) -> AsyncIterator[tuple[AsyncClient, Any]]:
+        """A write that applies only to the document as read; else NotFound / VersionConflict."""
+        from google.api_core import exceptions
+        from google.protobuf.timestamp_pb2 import Timestamp
+
+        if current.etag is None:  # a record not read from this store: read it now
+            stored = await self.get(current.id)
+            if stored is None:
+                raise NotFound(current.id)
+            if stored.version != current.version:
+                raise VersionConflict(stored.version)
+            current = stored
+        assert current.etag is not None
+        seconds, nanos = (int(part) for part in current.etag.split("."))
+        async with self._calling() as client:
+            option = client.write_option(last_update_time=Timestamp(seconds=seconds, nanos=nanos))
+            try:
+                yield client, option
+            except (exceptions.FailedPrecondition, exceptions.NotFound):
+                stored = await self.get(current.id)  # the race was lost: to whom?
+                if stored is None:
+                    raise NotFound(current.id) from None
+                raise VersionConflict(stored.version) from None
+
+    @asynccontextmanager
+    async def _calling(self) -> AsyncIterator[AsyncClient]:
+        from google.api_core import exceptions
+
+        client = self._client
+        if client is None:
+            raise StoreUnavailable("the store is closed")
+        try:
+            yield client
+        except (
+            exceptions.RetryError,
+            exceptions.ServiceUnavailable,
+            exceptions.DeadlineExceeded,
+            exceptions.Aborted,
+            exceptions.FailedPrecondition,  # a missing index
+            exceptions.PermissionDenied,
+            exceptions.Unauthenticated,
+            exceptions.ResourceExhausted,
+        ) as error:
+            raise StoreUnavailable(f"Firestore: {error}") from error
+
+
+def _document(post: PostRecord) -> dict[str, Any]:
+    return {
+        "id": post.id,
+        "authorId": post.author_id,
+        "content": post.content,
+        "isMarkdown": post.is_markdown,
+        "tags": list(post.tags),
+        "imageKeys": list(post.image_keys),
+        "createdAt": post.created_at,
+        "updatedAt": post.updated_at,
+        "version": post.version,
+        "authorNickname": post.author_nickname,
+    }
+
+
+def _moment(value: datetime) -> datetime:
+    """Firestore's timestamps (nanosecond subclasses) as plain UTC datetimes."""
+    return from_micros(to_micros(value))
+
+
+def _record(snapshot: Any) -> PostRecord:
+    data = snapshot.to_dict()
+    updated = data.get("updatedAt")
+    record = PostRecord(
+        id=data["id"],
+        author_id=data["authorId"],
+        content=data["content"],
+        is_markdown=data["isMarkdown"],
+        tags=tuple(data["tags"]),
+        image_keys=tuple(data["imageKeys"]),
+        created_at=_moment(data["createdAt"]),
+        updated_at=None if updated is None else _moment(updated),
+        version=data["version"],
+        author_nickname=data.get("authorNickname"),
+    )
+    return _with_etag(record, snapshot.update_time)
+
+
+def _with_etag(post: PostRecord, update_time: Any) -> PostRecord:
+    stamp = update_time.timestamp_pb() if hasattr(update_time, "timestamp_pb") else update_time
+    return dataclasses.replace(post, etag=f"{stamp.seconds}.{stamp.nanos:09d}")
