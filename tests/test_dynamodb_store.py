@@ -239,22 +239,6 @@ async def test_old_service_settings_select_this_store(
     assert "provision dynamodb: table legacy-posts created" in provision.stdout
 
 
-def test_the_sdk_is_imported_only_when_this_store_is_chosen() -> None:
-    probe = (
-        "import sys; from gql_api.app import create_app; from gql_api.settings import Settings; "
-        "create_app(Settings(dev_secret='x' * 40)); "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('boto3', 'botocore', 'aioboto3', 'aiobotocore', 'gql_api')))"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GQL_API_")}
-    loaded = subprocess.run(
-        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
-    ).stdout
-    assert "gql_api.stores.sqlite" in loaded
-    assert "boto" not in loaded
-    assert "gql_api.stores.dynamodb" not in loaded
-
-
 async def test_page_reads_stay_full_when_index_entries_outlive_their_post(
     dynamo: DynamoDBStore,
 ) -> None:
