@@ -25,7 +25,13 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
-unit: $(BIN)/.installed
+# The local Cosmos DB server the tests start (an npm package, pinned by its lock file).
+COSMOS_SERVER := tests/cosmos_server
+$(COSMOS_SERVER)/node_modules/.installed: $(COSMOS_SERVER)/package-lock.json
+	npm ci --prefix $(COSMOS_SERVER) --no-audit --no-fund --loglevel=error
+	touch $@
+
+unit: $(BIN)/.installed $(COSMOS_SERVER)/node_modules/.installed
 	$(BIN)/pytest
 
 schema: $(BIN)/.installed

@@ -20,12 +20,17 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-StoreName = Literal["sqlite", "memory", "dynamodb", "firestore"]
+StoreName = Literal["sqlite", "memory", "dynamodb", "firestore", "cosmos"]
 AuthMode = Literal["dev"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 # The earlier service chose its backend with CLOUD_PROVIDER; "local" maps to ours.
-_CLOUD_PROVIDER_STORES = {"local": "sqlite", "aws": "dynamodb", "gcp": "firestore"}
+_CLOUD_PROVIDER_STORES = {
+    "local": "sqlite",
+    "aws": "dynamodb",
+    "gcp": "firestore",
+    "azure": "cosmos",
+}
 
 
 # Variables of the earlier service, read when ours are unset.
@@ -62,6 +67,11 @@ class Settings(BaseSettings):
     firestore_project: str | None = None
     firestore_database: str | None = None
     firestore_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{0,64}$")] = ""
+
+    cosmos_url: Annotated[str | None, Field(pattern=r"^https?://")] = None
+    cosmos_key: SecretStr | None = None
+    cosmos_database: Annotated[str, Field(pattern=r"^[^/\\?#]{1,255}$")] = "gql-api"
+    cosmos_verify_tls: bool = True
 
     auth: AuthMode = "dev"
     dev_secret: SecretStr | None = None
@@ -122,6 +132,11 @@ class Settings(BaseSettings):
                     f"{', '.join(sorted(_CLOUD_PROVIDER_STORES))} (or set GQL_API_STORE)"
                 )
             object.__setattr__(self, "store", store)
+        if self.store == "cosmos" and self.cosmos_url is None:
+            raise ValueError(
+                "GQL_API_COSMOS_URL is required with the cosmos store "
+                "(the account endpoint, https://<account>.documents.azure.com:443/)"
+            )
         if self.lambda_function_name and self.auth == "dev":
             raise ValueError(
                 "GQL_API_AUTH=dev is refused on AWS Lambda (AWS_LAMBDA_FUNCTION_NAME is set): "

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,7 +16,11 @@ from tests import servers
 from tests.helpers import StepClock
 
 # Every store joins this list; the contract suite runs against each one.
-STORES = ["memory", "sqlite", "dynamodb", "firestore"]
+STORES = ["memory", "sqlite", "dynamodb", "firestore", "cosmos"]
+# The well-known key of Microsoft's emulator; the local server checks no key.
+COSMOS_KEY = (
+    "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
+)
 DYNAMODB_TABLE = "gql-api-test"
 FIRESTORE_PROJECT = "demo-gql-api"
 
@@ -26,6 +31,12 @@ def moto_url() -> Iterator[str]:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
     with servers.moto_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def cosmos_url() -> Iterator[str]:
+    with servers.cosmos_server() as url:
         yield url
 
 
@@ -62,6 +73,12 @@ async def open_store(name: str, tmp_path: Path, request: pytest.FixtureRequest) 
 
         await reset_firestore(request.getfixturevalue("firestore_host"))
         store = FirestoreStore(FIRESTORE_PROJECT)
+    elif name == "cosmos":
+        from gql_api.stores.cosmos import CosmosStore
+
+        url = request.getfixturevalue("cosmos_url")
+        database = f"t{uuid.uuid4().hex}"  # a fresh database per test: nothing to reset
+        store = CosmosStore(url, key=COSMOS_KEY, database=database, verify_tls=False)
     else:
         raise ValueError(name)
     await store.open()

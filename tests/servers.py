@@ -94,3 +94,20 @@ def firestore_emulator() -> Iterator[str]:
     ]
     with running(command, f"http://127.0.0.1:{port}/"):
         yield f"127.0.0.1:{port}"
+
+
+COSMOS_SERVER = Path(__file__).with_name("cosmos_server")
+
+
+@contextmanager
+def cosmos_server() -> Iterator[str]:
+    """@vercel/cosmosdb-server over HTTP, started by our start.js (see its comments)."""
+    if not (COSMOS_SERVER / "node_modules" / "@vercel" / "cosmosdb-server").exists():
+        raise RuntimeError(
+            "the local Cosmos DB server is not installed: run `make test` (it runs "
+            "`npm ci --prefix tests/cosmos_server`)"
+        )
+    port = free_port()
+    command = ["node", str(COSMOS_SERVER / "start.js"), "127.0.0.1", str(port)]
+    with running(command, f"http://127.0.0.1:{port}/"):
+        yield f"http://127.0.0.1:{port}"

@@ -29,6 +29,18 @@ def create_store(settings: Settings) -> PostStore:
             prefix=settings.firestore_prefix,
             timeout=settings.store_timeout,
         )
+    if settings.store == "cosmos":
+        from gql_api.stores.cosmos import CosmosStore
+
+        assert settings.cosmos_url is not None  # validated with the settings
+        key = settings.cosmos_key
+        return CosmosStore(
+            settings.cosmos_url,
+            key=None if key is None else key.get_secret_value(),
+            database=settings.cosmos_database,
+            verify_tls=settings.cosmos_verify_tls,
+            timeout=settings.store_timeout,
+        )
     from gql_api.stores.sqlite import SqliteStore
 
     return SqliteStore(settings.sqlite_path)

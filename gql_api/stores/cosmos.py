@@ -1,0 +1,400 @@
+"""Cosmos DB (NoSQL API) store, through ``azure.cosmos.aio``.
+
+Containers (in the database ``GQL_API_COSMOS_DATABASE``):
+
+- ``posts``, partition key ``/id``: one item per post (``id``, ``authorId``,
+  ``content``, ``isMarkdown``, ``tags``, ``imageKeys``, ``createdUs`` / ``updatedUs``
+  in microseconds, ``version``, ``authorNickname``). With the id as partition key a
+  read by id is a point read (about 1 RU), writes spread over every physical
+  partition, and no logical partition ever grows past one item.
+- ``profiles``, partition key ``/id`` (the user id): ``nickname``.
+
+Pages are single queries: ``SELECT TOP first+1 ... ORDER BY c.createdUs DESC, c.id
+DESC``, narrowed by ``c.authorId = @author`` and/or ``ARRAY_CONTAINS(c.tags, @tag)``
+and resumed after the last post's ``(createdUs, id)`` with a keyset condition, never
+``OFFSET``: page 40 costs what page 1 costs, every page but the last is full and
+``hasNextPage`` is exact. Keyset positions rather than the SDK's continuation tokens:
+a continuation token can only resume after the last item of a page it ended, while
+every edge's cursor must resume after that edge, and it cannot tell whether a next
+page exists without reading it. The indexing policy ``gql-api provision`` sets holds
+the composite indexes these queries need and leaves ``content`` out of the index
+(smaller write charge).
+
+Writes: create is one ``create_item``. Update (``replace_item``) and delete are
+conditional on the ETag the service read (``MatchConditions.IfNotModified``): a 412
+becomes ``VersionConflict``, a 404 ``NotFound``. Tags live in the post item.
+
+Retries: 429 (throttled) and transient errors are retried by the SDK's retry options,
+bounded (``retry_total``, ``retry_backoff_max``); every call is also bounded by
+``GQL_API_STORE_TIMEOUT``, past which the client gets ``STORE_UNAVAILABLE``. The
+request charge of each operation is logged at debug level.
+
+Scale: a million posts keep point reads at about 1 RU and a page at a few RU per
+physical partition. Feed queries are cross-partition: the SDK sends them to every
+physical partition and merges, so their charge grows with the number of physical
+partitions (one per 50 GB or 10,000 RU/s provisioned), not with the number of posts.
+A thousand writes a second spread over ids (no hot partition), at about 6-10 RU each
+with ``content`` out of the index: roughly 10,000 RU/s of throughput to provision or
+to be served by autoscale.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from gql_api.stores.base import (
+    NotFound,
+    PageQuery,
+    PostChanges,
+    PostPage,
+    PostRecord,
+    ProfileRecord,
+    StoreUnavailable,
+    VersionConflict,
+)
+from gql_api.stores.keyset import from_micros, parse_position, position_of, to_micros
+
+if TYPE_CHECKING:
+    from azure.cosmos.aio import ContainerProxy, CosmosClient, DatabaseProxy
+
+log = logging.getLogger(__name__)
+
+PARTITION_KEY = "/id"
+POSTS = "posts"
+PROFILES = "profiles"
+COMPOSITE_INDEXES = [
+    [{"path": "/createdUs", "order": "descending"}, {"path": "/id", "order": "descending"}],
+    [
+        {"path": "/authorId", "order": "ascending"},
+        {"path": "/createdUs", "order": "descending"},
+        {"path": "/id", "order": "descending"},
+    ],
+]
+INDEXING_POLICY: dict[str, Any] = {
+    "indexingMode": "consistent",
+    "automatic": True,
+    "includedPaths": [{"path": "/*"}],
+    "excludedPaths": [{"path": "/content/?"}, {"path": '/"_etag"/?'}],
+    "compositeIndexes": COMPOSITE_INDEXES,
+}
+
+
+class CosmosStore:
+    name = "cosmos"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key: str | None = None,
+        database: str = "gql-api",
+        verify_tls: bool = True,
+        timeout: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.key = key
+        self.database_name = database
+        self.verify_tls = verify_tls
+        self.timeout = timeout
+        self.last_charge: float | None = None  # request charge of the last response (RU)
+        self._client: CosmosClient | None = None
+        self._credential: Any = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        from azure.cosmos.aio import CosmosClient
+
+        if self.key is not None:
+            credential: Any = self.key
+        else:  # Entra ID: managed identity, workload identity, az login...
+            from azure.identity.aio import DefaultAzureCredential
+
+            credential = self._credential = DefaultAzureCredential()
+        options: dict[str, Any] = {
+            "retry_total": 3,
+            "retry_backoff_max": max(1, int(self.timeout)),
+            "connection_timeout": max(1, int(self.timeout)),
+            "read_timeout": self.timeout,
+        }
+        if not self.verify_tls:  # a local server: self-signed, and its one endpoint only
+            options.update(connection_verify=False, enable_endpoint_discovery=False)
+        self._client = CosmosClient(self.url, credential=credential, **options)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        credential, self._credential = self._credential, None
+        if client is not None:
+            await client.close()
+        if credential is not None:
+            await credential.close()
+
+    async def ping(self) -> None:
+        async with self._calling() as database:
+            await database.read()
+
+    # --- posts -------------------------------------------------------------------------
+
+    async def get(self, post_id: str) -> PostRecord | None:
+        from azure.cosmos.exceptions import CosmosResourceNotFoundError
+
+        async with self._calling() as database:
+            try:
+                item = await database.get_container_client(POSTS).read_item(
+                    post_id, partition_key=post_id, response_hook=self._charged("get")
+                )
+            except CosmosResourceNotFoundError:
+                return None
+        return _record(item)
+
+    async def create(self, post: PostRecord) -> PostRecord:
+        async with self._calling() as database:
+            item = await database.get_container_client(POSTS).create_item(
+                _item(post), response_hook=self._charged("create")
+            )
+        return _record(item)
+
+    async def update(self, current: PostRecord, changes: PostChanges) -> PostRecord:
+        body = _item(current)
+        body.update(
+            content=changes.content,
+            isMarkdown=changes.is_markdown,
+            tags=list(changes.tags),
+            imageKeys=list(changes.image_keys),
+            updatedUs=to_micros(changes.updated_at),
+            version=current.version + 1,
+        )
+        async with self._conditional(current) as (posts, condition):
+            item = await posts.replace_item(
+                current.id, body, **condition, response_hook=self._charged("update")
+            )
+        return _record(item)
+
+    async def delete(self, current: PostRecord) -> None:
+        async with self._conditional(current) as (posts, condition):
+            await posts.delete_item(
+                current.id,
+                partition_key=current.id,
+                **condition,
+                response_hook=self._charged("delete"),
+            )
+
+    async def list_posts(self, query: PageQuery) -> PostPage:
+        conditions = []
+        parameters: list[dict[str, Any]] = []
+        if query.tag is not None:
+            conditions.append("ARRAY_CONTAINS(c.tags, @tag)")
+            parameters.append({"name": "@tag", "value": query.tag})
+        if query.author_id is not None:
+            conditions.append("c.authorId = @author")
+            parameters.append({"name": "@author", "value": query.author_id})
+        if query.after is not None:
+            micros, post_id = parse_position(query.after)
+            conditions.append("(c.createdUs < @created OR (c.createdUs = @created AND c.id < @id))")
+            parameters += [{"name": "@created", "value": micros}, {"name": "@id", "value": post_id}]
+        where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
+        sql = (
+            f"SELECT TOP {int(query.first) + 1} * FROM c {where}"
+            "ORDER BY c.createdUs DESC, c.id DESC"
+        )
+        async with self._calling() as database:
+            pages = database.get_container_client(POSTS).query_items(
+                sql,
+                parameters=parameters,
+                max_item_count=query.first + 1,
+                response_hook=self._charged("page"),
+            )
+            items = [item async for item in pages]
+        posts = [_record(item) for item in items[: query.first]]
+        return PostPage(
+            posts=posts,
+            cursors=[position_of(p) for p in posts],
+            has_next_page=len(items) > query.first,
+        )
+
+    async def get_profiles(self, user_ids: Sequence[str]) -> Mapping[str, ProfileRecord]:
+        if not user_ids:
+            return {}
+        async with self._calling() as database:
+            pages = database.get_container_client(PROFILES).query_items(
+                "SELECT c.id, c.nickname FROM c WHERE ARRAY_CONTAINS(@ids, c.id)",
+                parameters=[{"name": "@ids", "value": list(user_ids)}],
+                response_hook=self._charged("profiles"),
+            )
+            items = [item async for item in pages]
+        return {
+            item["id"]: ProfileRecord(user_id=item["id"], nickname=item.get("nickname"))
+            for item in items
+        }
+
+    # --- provisioning and checks -------------------------------------------------------
+
+    async def provision(self) -> str:
+        from azure.cosmos import PartitionKey
+
+        async with self._calling(existing=False) as database_name:
+            assert self._client is not None
+            database = await self._client.create_database_if_not_exists(database_name)
+            for container_id in (POSTS, PROFILES):
+                container = await database.create_container_if_not_exists(
+                    container_id,
+                    partition_key=PartitionKey(path=PARTITION_KEY),
+                    indexing_policy=INDEXING_POLICY if container_id == POSTS else None,
+                )
+                if container_id == POSTS:
+                    properties = await container.read()
+                    if not _has_indexes(properties):
+                        await database.replace_container(
+                            container,
+                            partition_key=PartitionKey(path=PARTITION_KEY),
+                            indexing_policy=INDEXING_POLICY,
+                        )
+        return f"database {database_name}: containers {POSTS} and {PROFILES} ready"
+
+    async def inspect(self) -> list[tuple[bool, str]]:
+        from azure.cosmos.exceptions import CosmosResourceNotFoundError
+
+        fix = "run `gql-api provision`"
+        checks: list[tuple[bool, str]] = []
+        async with self._calling() as database:
+            try:
+                await database.read()
+            except CosmosResourceNotFoundError:
+                return [(False, f"database {self.database_name}: not found; fix: {fix}")]
+            checks.append((True, f"database {self.database_name}: exists"))
+            for container_id in (POSTS, PROFILES):
+                try:
+                    properties = await database.get_container_client(container_id).read()
+                except CosmosResourceNotFoundError:
+                    checks.append((False, f"container {container_id}: not found; fix: {fix}"))
+                    continue
+                paths = properties.get("partitionKey", {}).get("paths")
+                checks.append(
+                    (
+                        paths == [PARTITION_KEY],
+                        f"container {container_id}: partition key {paths}"
+                        + (
+                            ""
+                            if paths == [PARTITION_KEY]
+                            else f"; fix: recreate it with {PARTITION_KEY}"
+                        ),
+                    )
+                )
+                if container_id == POSTS:
+                    ok = _has_indexes(properties)
+                    checks.append(
+                        (
+                            ok,
+                            f"container {POSTS}: composite indexes "
+                            + ("present" if ok else f"missing; fix: {fix}"),
+                        )
+                    )
+        return checks
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _charged(self, operation: str) -> Any:
+        def hook(headers: Mapping[str, str], _result: Any) -> None:
+            charge = headers.get("x-ms-request-charge")
+            self.last_charge = None if charge is None else float(charge)
+            log.debug("cosmos %s: %s RU", operation, charge)
+
+        return hook
+
+    @asynccontextmanager
+    async def _conditional(
+        self, current: PostRecord
+    ) -> AsyncIterator[tuple[ContainerProxy, dict[str, Any]]]:
+        """A write on the item as read (its ETag); else NotFound or VersionConflict."""
+        from azure.core import MatchConditions
+        from azure.cosmos.exceptions import (
+            CosmosAccessConditionFailedError,
+            CosmosResourceNotFoundError,
+        )
+
+        if current.etag is None:  # a record not read from this store: read it now
+            stored = await self.get(current.id)
+            if stored is None:
+                raise NotFound(current.id)
+            if stored.version != current.version:
+                raise VersionConflict(stored.version)
+            current = stored
+        condition = {"etag": current.etag, "match_condition": MatchConditions.IfNotModified}
+        async with self._calling() as database:
+            try:
+                yield database.get_container_client(POSTS), condition
+            except CosmosResourceNotFoundError:
+                raise NotFound(current.id) from None
+            except CosmosAccessConditionFailedError:
+                stored = await self.get(current.id)  # the race was lost: to whom?
+                if stored is None:
+                    raise NotFound(current.id) from None
+                raise VersionConflict(stored.version) from None
+
+    @asynccontextmanager
+    async def _calling(self, *, existing: bool = True) -> AsyncIterator[Any]:
+        """The database proxy (or, for provisioning, its name); SDK outages -> StoreUnavailable."""
+        from azure.core.exceptions import (
+            ClientAuthenticationError,
+            ServiceRequestError,
+            ServiceResponseError,
+        )
+        from azure.cosmos.exceptions import CosmosHttpResponseError
+
+        client = self._client
+        if client is None:
+            raise StoreUnavailable("the store is closed")
+        target: DatabaseProxy | str = (
+            client.get_database_client(self.database_name) if existing else self.database_name
+        )
+        try:
+            yield target
+        except (ServiceRequestError, ServiceResponseError, ClientAuthenticationError) as error:
+            raise StoreUnavailable(f"Cosmos DB unreachable: {error}") from error
+        except CosmosHttpResponseError as error:
+            if (
+                error.status_code in (401, 403, 408, 429, 449, 500, 503)
+                or error.status_code is None
+            ):
+                raise StoreUnavailable(f"Cosmos DB {error.status_code}: {error.message}") from error
+            raise
+
+
+def _has_indexes(properties: Mapping[str, Any]) -> bool:
+    present = properties.get("indexingPolicy", {}).get("compositeIndexes", [])
+    return all(index in present for index in COMPOSITE_INDEXES)
+
+
+def _item(post: PostRecord) -> dict[str, Any]:
+    return {
+        "id": post.id,
+        "authorId": post.author_id,
+        "content": post.content,
+        "isMarkdown": post.is_markdown,
+        "tags": list(post.tags),
+        "imageKeys": list(post.image_keys),
+        "createdUs": to_micros(post.created_at),
+        "updatedUs": None if post.updated_at is None else to_micros(post.updated_at),
+        "version": post.version,
+        "authorNickname": post.author_nickname,
+    }
+
+
+def _record(item: Mapping[str, Any]) -> PostRecord:
+    updated = item.get("updatedUs")
+    return PostRecord(
+        id=item["id"],
+        author_id=item["authorId"],
+        content=item["content"],
+        is_markdown=item["isMarkdown"],
+        tags=tuple(item["tags"]),
+        image_keys=tuple(item["imageKeys"]),
+        created_at=from_micros(item["createdUs"]),
+        updated_at=None if updated is None else from_micros(updated),
+        version=item["version"],
+        author_nickname=item.get("authorNickname"),
+        etag=item.get("_etag"),
+    )
