@@ -93,8 +93,10 @@ class CosmosStore:
         database: str = "gql-api",
         verify_tls: bool = True,
         timeout: float = 5.0,
+        client_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.url = url
+        self.client_options = dict(client_options or {})  # extra CosmosClient keywords
         self.key = key
         self.database_name = database
         self.verify_tls = verify_tls
@@ -122,7 +124,9 @@ class CosmosStore:
         }
         if not self.verify_tls:  # a local server: self-signed, and its one endpoint only
             options.update(connection_verify=False, enable_endpoint_discovery=False)
-        self._client = CosmosClient(self.url, credential=credential, **options)
+        self._client = CosmosClient(
+            self.url, credential=credential, **options, **self.client_options
+        )
 
     async def close(self) -> None:
         client, self._client = self._client, None
