@@ -32,6 +32,10 @@ HEALTH_TIMEOUT_SECONDS = 2.0
 
 
 async def build_authenticator(settings: Settings) -> Authenticator:
+    if settings.auth != "dev":
+        from gql_api.jwks import build_jwks_authenticator
+
+        return build_jwks_authenticator(settings)
     secret = await asyncio.to_thread(dev_secret, settings)
     return DevAuthenticator(settings, secret)
 
@@ -90,6 +94,8 @@ def create_app(
         finally:
             await store.close()
             log.info("store %s closed", store.name)
+            if endpoint.authenticator is not None:
+                await endpoint.authenticator.close()
 
     async def healthz(request: Request) -> JSONResponse:
         try:

@@ -49,9 +49,19 @@ class Authenticator(Protocol):
     async def authenticate(self, token: str) -> Identity:
         """Verify ``token``; raise ``InvalidToken`` when it must not be trusted."""
 
+    async def close(self) -> None:
+        """Release what it holds (an HTTP client for the provider's keys)."""
 
-def identity_from_claims(claims: dict[str, Any], settings: Settings) -> Identity:
-    """Map verified claims to an identity: ``sub`` is the user id, admins by group."""
+
+def identity_from_claims(
+    claims: dict[str, Any],
+    settings: Settings,
+    *,
+    groups_claim: str | None = None,
+    admin_claim: str | None = None,
+) -> Identity:
+    """Map verified claims to an identity: ``sub`` is the user id; admins by group, or by a
+    custom claim set to true (Firebase)."""
     subject = claims.get("sub")
     if (
         not isinstance(subject, str)
@@ -60,10 +70,12 @@ def identity_from_claims(claims: dict[str, Any], settings: Settings) -> Identity
         or has_surrogates(subject)
     ):
         raise InvalidToken("token has no usable subject", f"bad sub claim: {subject!r:.80}")
-    groups = claims.get(settings.groups_claim) or []
+    groups = claims.get(groups_claim or settings.groups_claim) or []
     if isinstance(groups, str):
         groups = [groups]
     is_admin = isinstance(groups, list) and settings.admin_group in groups
+    if admin_claim is not None and claims.get(admin_claim) is True:
+        is_admin = True
     return Identity(
         user_id=subject, is_admin=is_admin, nickname=clean_nickname(claims.get("nickname"))
     )
@@ -75,6 +87,9 @@ class DevAuthenticator:
     def __init__(self, settings: Settings, secret: str) -> None:
         self._settings = settings
         self._secret = secret
+
+    async def close(self) -> None:
+        return None
 
     async def authenticate(self, token: str) -> Identity:
         check_token_size(token)

@@ -35,7 +35,7 @@ async def run_checks(settings: Settings) -> list[Check]:
 
 async def _dev_secret(settings: Settings) -> Check:
     if settings.auth != "dev":
-        return True, f"auth: {settings.auth}"
+        return await _key_set(settings)
     source = "GQL_API_DEV_SECRET" if settings.dev_secret else str(settings.data_dir / "dev-secret")
     try:
         await asyncio.to_thread(dev_secret, settings)
@@ -73,6 +73,27 @@ async def _probe(store: PostStore, settings: Settings) -> Check:
     except Exception as error:  # noqa: BLE001 - reported as a failed check
         return False, f"store {store.name}: probe failed: {error!r}; fix: check the permissions"
     return True, f"store {store.name}: read, conditional write, page and delete work"
+
+
+async def _key_set(settings: Settings) -> Check:
+    """The provider's signing keys can be fetched (what every sign-in needs)."""
+    from gql_api.jwks import KeySet, jwt_config
+
+    config = jwt_config(settings)
+    keys = KeySet(config.jwks_url)
+    try:
+        await keys.refresh()
+    finally:
+        await keys.close()
+    if not keys.known:
+        return False, (
+            f"auth {settings.auth}: no signing keys from {config.jwks_url}; fix: check the "
+            "URL (or the preset's ids) and that this host can reach it"
+        )
+    return True, (
+        f"auth {settings.auth}: {len(keys.known)} signing keys from {config.jwks_url}; "
+        f"issuer {config.issuer}, audience {config.audience}"
+    )
 
 
 def _said(error: BaseException) -> str:

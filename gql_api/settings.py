@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -21,7 +22,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 StoreName = Literal["sqlite", "memory", "dynamodb", "firestore", "cosmos"]
-AuthMode = Literal["dev"]
+AuthMode = Literal["dev", "jwt", "cognito", "firebase", "entra"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 # The earlier service chose its backend with CLOUD_PROVIDER; "local" maps to ours.
@@ -77,6 +78,16 @@ class Settings(BaseSettings):
     dev_secret: SecretStr | None = None
     groups_claim: Annotated[str, Field(min_length=1)] = "groups"
     admin_group: Annotated[str, Field(min_length=1)] = "Admins"
+    admin_claim: str | None = None
+    jwks_url: Annotated[str | None, Field(pattern=r"^https?://")] = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    cognito_region: Annotated[str | None, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")] = None
+    cognito_user_pool_id: Annotated[str | None, Field(pattern=r"^[\w-]+_[0-9A-Za-z]+$")] = None
+    cognito_client_id: str | None = None
+    firebase_project_id: Annotated[str | None, Field(pattern=r"^[a-z][a-z0-9-]{4,29}$")] = None
+    entra_tenant_id: Annotated[str | None, Field(pattern=r"^[0-9A-Za-z.-]+$")] = None
+    entra_client_id: str | None = None
 
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
@@ -137,12 +148,32 @@ class Settings(BaseSettings):
                 "GQL_API_COSMOS_URL is required with the cosmos store "
                 "(the account endpoint, https://<account>.documents.azure.com:443/)"
             )
+        self._check_auth()
         if self.lambda_function_name and self.auth == "dev":
             raise ValueError(
                 "GQL_API_AUTH=dev is refused on AWS Lambda (AWS_LAMBDA_FUNCTION_NAME is set): "
                 "dev tokens are for local use only; choose a production identity provider"
             )
         return self
+
+    def _check_auth(self) -> None:
+        needed = {
+            "jwt": ["jwks_url", "jwt_issuer", "jwt_audience"],
+            "cognito": ["cognito_region", "cognito_user_pool_id"],
+            "firebase": ["firebase_project_id"],
+            "entra": ["entra_tenant_id", "entra_client_id"],
+        }.get(self.auth, [])
+        if self.auth == "cognito" and self.jwt_audience is None:
+            needed.append("cognito_client_id")
+        missing = [f"GQL_API_{name.upper()}" for name in needed if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"GQL_API_AUTH={self.auth} needs {', '.join(missing)}")
+        if self.jwks_url is not None and self.jwks_url.startswith("http://"):
+            host = urlsplit(self.jwks_url).hostname or ""
+            if host not in ("127.0.0.1", "localhost", "::1"):
+                raise ValueError(
+                    "GQL_API_JWKS_URL must use https (plain http only for a local test server)"
+                )
 
     @property
     def data_dir(self) -> Path:
