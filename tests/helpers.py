@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import os
 import socket
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 from gql_api.auth import Identity
@@ -56,3 +59,25 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def cli_env(**values: str) -> dict[str, str]:
+    """This process's environment without our settings, plus ``values``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GQL_API_")}
+    env.pop("CLOUD_PROVIDER", None)
+    env.update(values)
+    return env
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``gql-api ARGS`` in a subprocess, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "gql_api", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

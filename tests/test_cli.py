@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -16,31 +14,15 @@ from typing import Any
 import pytest
 
 from gql_api.schema import sdl
-from tests.helpers import free_port
+from tests.helpers import cli_env, free_port, run_cli
 from tests.servers import running
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(
-    args: list[str], env: dict[str, str], timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gql_api", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("GQL_API_")}
-    clean.pop("CLOUD_PROVIDER", None)
-    clean["GQL_API_SQLITE_PATH"] = str(tmp_path / "data" / "gql-api.db")
-    return clean
+    return cli_env(GQL_API_SQLITE_PATH=str(tmp_path / "data" / "gql-api.db"))
 
 
 def test_committed_schema_matches_the_served_schema() -> None:
@@ -49,7 +31,7 @@ def test_committed_schema_matches_the_served_schema() -> None:
 
 
 def test_schema_command_prints_the_sdl(env: dict[str, str]) -> None:
-    result = run(["schema"], env)
+    result = run_cli(["schema"], env)
     assert result.returncode == 0
     assert result.stdout == sdl()
 
@@ -70,7 +52,7 @@ def test_a_bad_setting_exits_2_naming_the_variable(
     env: dict[str, str], variable: str, value: str, named: str
 ) -> None:
     env[variable] = value
-    result = run(["token", "--user", "alice"], env)
+    result = run_cli(["token", "--user", "alice"], env)
     assert result.returncode == 2
     assert variable in result.stderr
     assert named in result.stderr
@@ -82,18 +64,18 @@ def test_a_bad_setting_exits_2_naming_the_variable(
 
 def test_dev_auth_is_refused_on_lambda(env: dict[str, str]) -> None:
     env["AWS_LAMBDA_FUNCTION_NAME"] = "gql-api"
-    result = run(["serve"], env)
+    result = run_cli(["serve"], env)
     assert result.returncode == 2
     assert "GQL_API_AUTH=dev is refused on AWS Lambda" in result.stderr
 
 
 def test_token_creates_a_private_secret_file_once(env: dict[str, str], tmp_path: Path) -> None:
-    first = run(["token", "--user", "alice"], env)
+    first = run_cli(["token", "--user", "alice"], env)
     assert first.returncode == 0, first.stderr
     secret = tmp_path / "data" / "dev-secret"
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     content = secret.read_text()
-    second = run(["token", "--user", "bob", "--admin", "--nickname", "Bob"], env)
+    second = run_cli(["token", "--user", "bob", "--admin", "--nickname", "Bob"], env)
     assert second.returncode == 0
     assert secret.read_text() == content
     assert len(first.stdout.strip().split(".")) == 3
@@ -112,18 +94,18 @@ def test_token_creates_a_private_secret_file_once(env: dict[str, str], tmp_path:
     ],
 )
 def test_token_refuses_bad_arguments(env: dict[str, str], args: list[str], message: str) -> None:
-    result = run(["token", *args], env)
+    result = run_cli(["token", *args], env)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_provision_and_doctor_on_sqlite(env: dict[str, str], tmp_path: Path) -> None:
-    provision = run(["provision"], env)
+    provision = run_cli(["provision"], env)
     assert provision.returncode == 0, provision.stderr
     assert (tmp_path / "data" / "gql-api.db").exists()
-    assert run(["provision"], env).returncode == 0  # idempotent
-    doctor = run(["doctor"], env)
+    assert run_cli(["provision"], env).returncode == 0  # idempotent
+    doctor = run_cli(["doctor"], env)
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     lines = doctor.stdout.splitlines()
     assert all(line.startswith("ok") for line in lines)
@@ -137,7 +119,7 @@ def test_doctor_fails_when_the_database_cannot_be_opened(
     blocker.write_text("not a directory")
     env["GQL_API_SQLITE_PATH"] = str(blocker / "db.sqlite")
     env["GQL_API_DEV_SECRET"] = "x" * 40
-    doctor = run(["doctor"], env)
+    doctor = run_cli(["doctor"], env)
     assert doctor.returncode == 1
     assert any(line.startswith("FAIL") and "sqlite" in line for line in doctor.stdout.splitlines())
 
@@ -169,7 +151,7 @@ def _post(url: str, query: str, token: str | None = None) -> tuple[int, Any]:
 
 
 def test_served_api_accepts_tokens_from_the_token_command(server: str, env: dict[str, str]) -> None:
-    token = run(["token", "--user", "ada", "--nickname", "Ada"], env).stdout.strip()
+    token = run_cli(["token", "--user", "ada", "--nickname", "Ada"], env).stdout.strip()
     status, body = _post(
         server,
         'mutation { createPost(input: {content: "from the README"}) { id author { nickname } } }',
@@ -194,7 +176,7 @@ def test_serve_names_the_problem_when_the_store_cannot_open(
     blocker.write_text("")
     env["GQL_API_SQLITE_PATH"] = str(blocker / "db.sqlite")
     env["GQL_API_DEV_SECRET"] = "x" * 40
-    result = run(["serve", "--port", str(free_port())], env)
+    result = run_cli(["serve", "--port", str(free_port())], env)
     assert result.returncode != 0
     assert "gql-api cannot start: store sqlite: cannot open" in result.stderr
     assert "Traceback" not in result.stderr

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,7 +15,7 @@ from gql_api.errors import StoreUnavailableError
 from gql_api.service import NewPost, PostEdit, PostService
 from gql_api.stores.cosmos import CosmosStore
 from tests.conftest import COSMOS_KEY
-from tests.helpers import ALICE, BOB, StepClock, free_port
+from tests.helpers import ALICE, BOB, StepClock, cli_env, free_port, run_cli
 
 
 class RoundTrips:
@@ -143,20 +140,8 @@ async def test_an_unreachable_server_is_store_unavailable_in_time() -> None:
         await store.close()
 
 
-def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gql_api", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 async def test_provision_and_doctor_from_the_command_line(cosmos_url: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GQL_API_")}
-    env.update(
+    env = cli_env(
         CLOUD_PROVIDER="azure",  # the earlier service's setting selects this store
         GQL_API_COSMOS_URL=cosmos_url,
         GQL_API_COSMOS_KEY=COSMOS_KEY,
@@ -164,20 +149,18 @@ async def test_provision_and_doctor_from_the_command_line(cosmos_url: str) -> No
         GQL_API_COSMOS_VERIFY_TLS="false",
         GQL_API_DEV_SECRET="s" * 40,
     )
-    before = await asyncio.to_thread(_cli, ["doctor"], env)
+    before = await asyncio.to_thread(run_cli, ["doctor"], env)
     assert before.returncode == 1
     assert "not found; fix: run `gql-api provision`" in before.stdout
-    provision = await asyncio.to_thread(_cli, ["provision"], env)
+    provision = await asyncio.to_thread(run_cli, ["provision"], env)
     assert provision.returncode == 0, provision.stderr
     assert "containers posts and profiles ready" in provision.stdout
-    after = await asyncio.to_thread(_cli, ["doctor"], env)
+    after = await asyncio.to_thread(run_cli, ["doctor"], env)
     assert after.returncode == 0, after.stdout + after.stderr
     assert "ok    store cosmos: read, conditional write, page and delete work" in after.stdout
 
 
 def test_the_cosmos_store_needs_its_url() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GQL_API_")}
-    env.update(GQL_API_STORE="cosmos", GQL_API_DEV_SECRET="s" * 40)
-    result = _cli(["doctor"], env)
+    result = run_cli(["doctor"], cli_env(GQL_API_STORE="cosmos", GQL_API_DEV_SECRET="s" * 40))
     assert result.returncode == 2
     assert "GQL_API_COSMOS_URL is required" in result.stderr

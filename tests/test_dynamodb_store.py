@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -18,7 +15,7 @@ from gql_api.errors import StoreUnavailableError
 from gql_api.service import NewPost, PostEdit, PostService
 from gql_api.stores.base import PageQuery
 from gql_api.stores.dynamodb import DynamoDBStore, table_definition
-from tests.helpers import ALICE, BOB, StepClock, free_port
+from tests.helpers import ALICE, BOB, StepClock, cli_env, free_port, run_cli
 
 TABLE = "gql-api-dynamo"
 
@@ -158,25 +155,8 @@ async def test_an_unreachable_endpoint_is_store_unavailable_in_time() -> None:
         await store.close()
 
 
-@pytest.fixture
-async def silent_server() -> AsyncIterator[int]:
-    """Accepts connections and never answers: a database that hangs."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    yield port
-    for writer in held:
-        writer.close()
-    server.close()
-    await server.wait_closed()
-
-
-async def test_a_server_that_never_answers_is_store_unavailable_in_time(silent_server: int) -> None:
-    store = DynamoDBStore(TABLE, endpoint_url=f"http://127.0.0.1:{silent_server}", timeout=30)
+async def test_a_server_that_never_answers_is_store_unavailable_in_time(silent_port: int) -> None:
+    store = DynamoDBStore(TABLE, endpoint_url=f"http://127.0.0.1:{silent_port}", timeout=30)
     await store.open()
     try:
         service = PostService(store, timeout=0.5)
@@ -189,52 +169,41 @@ async def test_a_server_that_never_answers_is_store_unavailable_in_time(silent_s
 
 
 @pytest.fixture
-def cli_env(moto_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GQL_API_")}
-    env.update(
+def dynamo_env(moto_url: str) -> dict[str, str]:
+    return cli_env(
         GQL_API_STORE="dynamodb",
         GQL_API_DYNAMODB_ENDPOINT=moto_url,
         GQL_API_DYNAMODB_TABLE="gql-api-cli",
         GQL_API_DEV_SECRET="s" * 40,
     )
-    return env
-
-
-def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gql_api", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 async def test_doctor_fails_before_provision_and_passes_after(
-    moto_url: str, cli_env: dict[str, str]
+    moto_url: str, dynamo_env: dict[str, str]
 ) -> None:
     await reset(moto_url)
-    before = await asyncio.to_thread(_cli, ["doctor"], cli_env)
+    before = await asyncio.to_thread(run_cli, ["doctor"], dynamo_env)
     assert before.returncode == 1
     assert "FAIL  table gql-api-cli: not found; fix: run `gql-api provision`" in before.stdout
-    provision = await asyncio.to_thread(_cli, ["provision"], cli_env)
+    provision = await asyncio.to_thread(run_cli, ["provision"], dynamo_env)
     assert provision.returncode == 0, provision.stderr
     assert "table gql-api-cli created" in provision.stdout
-    again = await asyncio.to_thread(_cli, ["provision"], cli_env)
+    again = await asyncio.to_thread(run_cli, ["provision"], dynamo_env)
     assert "already there" in again.stdout
-    after = await asyncio.to_thread(_cli, ["doctor"], cli_env)
+    after = await asyncio.to_thread(run_cli, ["doctor"], dynamo_env)
     assert after.returncode == 0, after.stdout
     assert "store dynamodb: read, conditional write, page and delete work" in after.stdout
 
 
 async def test_old_service_settings_select_this_store(
-    moto_url: str, cli_env: dict[str, str]
+    moto_url: str, dynamo_env: dict[str, str]
 ) -> None:
     await reset(moto_url)
-    env = {k: v for k, v in cli_env.items() if k not in ("GQL_API_STORE", "GQL_API_DYNAMODB_TABLE")}
+    env = {
+        k: v for k, v in dynamo_env.items() if k not in ("GQL_API_STORE", "GQL_API_DYNAMODB_TABLE")
+    }
     env.update(CLOUD_PROVIDER="aws", POSTS_TABLE_NAME="legacy-posts")
-    provision = await asyncio.to_thread(_cli, ["provision"], env)
+    provision = await asyncio.to_thread(run_cli, ["provision"], env)
     assert provision.returncode == 0, provision.stderr
     assert "provision dynamodb: table legacy-posts created" in provision.stdout
 

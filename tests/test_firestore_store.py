@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -20,7 +17,7 @@ from gql_api.service import NewPost, PostEdit, PostService
 from gql_api.stores.base import PostChanges, VersionConflict
 from gql_api.stores.firestore import FirestoreStore, indexes_document
 from tests.conftest import FIRESTORE_PROJECT, reset_firestore
-from tests.helpers import ALICE, BOB, StepClock
+from tests.helpers import ALICE, BOB, StepClock, cli_env, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 RPCS = (
@@ -116,21 +113,6 @@ async def test_provision_on_the_emulator_says_no_index_is_needed(
     assert "emulator" in await firestore.provision()
 
 
-@pytest.fixture
-async def silent_port() -> AsyncIterator[int]:
-    """Accepts connections and never answers: a database that hangs."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    yield server.sockets[0].getsockname()[1]
-    for writer in held:
-        writer.close()
-    server.close()
-
-
 async def test_a_server_that_never_answers_is_store_unavailable_in_time(
     silent_port: int, firestore_host: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -149,30 +131,18 @@ async def test_a_server_that_never_answers_is_store_unavailable_in_time(
         await store.close()
 
 
-def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gql_api", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 async def test_provision_and_doctor_on_the_emulator(firestore_host: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GQL_API_")}
-    env.update(
+    env = cli_env(
         CLOUD_PROVIDER="gcp",  # the earlier service's setting selects this store
         GQL_API_FIRESTORE_PROJECT="demo-gql-api-cli",
         GQL_API_FIRESTORE_PREFIX="cli_",
         GQL_API_DEV_SECRET="s" * 40,
         FIRESTORE_EMULATOR_HOST=firestore_host,
     )
-    provision = await asyncio.to_thread(_cli, ["provision"], env)
+    provision = await asyncio.to_thread(run_cli, ["provision"], env)
     assert provision.returncode == 0, provision.stderr
     assert provision.stdout.startswith("provision firestore: emulator")
-    doctor = await asyncio.to_thread(_cli, ["doctor"], env)
+    doctor = await asyncio.to_thread(run_cli, ["doctor"], env)
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     lines = doctor.stdout.splitlines()
     assert sum(line.startswith("ok    index ") for line in lines) == 4

@@ -22,6 +22,7 @@ from gql_api.auth import InvalidToken
 from gql_api.jwks import JwksAuthenticator, build_jwks_authenticator
 from gql_api.settings import Settings
 from gql_api.stores.memory import MemoryStore
+from tests.helpers import cli_env, run_cli
 
 ISSUER = "https://issuer.example/"
 AUDIENCE = "gql-api-client"
@@ -459,13 +460,8 @@ def test_incomplete_provider_settings_are_refused(values: dict[str, Any], named:
 async def test_doctor_checks_the_providers_keys(
     server: JwksServer, rsa_key: SigningKey, tmp_path: Any
 ) -> None:
-    import os
-    import subprocess
-    import sys
-
     server.keys = [rsa_key.jwk]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GQL_API_")}
-    env.update(
+    env = cli_env(
         GQL_API_AUTH="jwt",
         GQL_API_JWKS_URL=server.url,
         GQL_API_JWT_ISSUER=ISSUER,
@@ -474,20 +470,10 @@ async def test_doctor_checks_the_providers_keys(
         GQL_API_SQLITE_PATH=str(tmp_path / "db.sqlite"),
     )
 
-    def doctor() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "gql_api", "doctor"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    ok = await asyncio.to_thread(doctor)
+    ok = await asyncio.to_thread(run_cli, ["doctor"], env)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert f"ok    auth jwt: 1 signing keys from {server.url}" in ok.stdout
     server.down = True
-    down = await asyncio.to_thread(doctor)
+    down = await asyncio.to_thread(run_cli, ["doctor"], env)
     assert down.returncode == 1
     assert f"FAIL  auth jwt: no signing keys from {server.url}; fix:" in down.stdout

@@ -6,7 +6,8 @@ holds the rules, and one contract test suite holds every store to the same behav
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -67,6 +68,29 @@ class PostPage:
     posts: list[PostRecord]
     cursors: list[str]  # the store's position token after each post, same order
     has_next_page: bool
+
+
+def apply_changes(current: PostRecord, changes: PostChanges) -> PostRecord:
+    """The record an update of ``current`` writes: ``changes`` applied, version + 1."""
+    return dataclasses.replace(
+        current,
+        content=changes.content,
+        is_markdown=changes.is_markdown,
+        tags=changes.tags,
+        image_keys=changes.image_keys,
+        updated_at=changes.updated_at,
+        version=current.version + 1,
+        etag=None,
+    )
+
+
+def page_of(posts: list[PostRecord], first: int, position: Callable[[PostRecord], str]) -> PostPage:
+    """A page from up to ``first + 1`` posts read in feed order: the extra one only
+    says that a next page exists."""
+    shown = posts[:first]
+    return PostPage(
+        posts=shown, cursors=[position(p) for p in shown], has_next_page=len(posts) > first
+    )
 
 
 class StoreError(Exception):

@@ -54,6 +54,7 @@ from gql_api.stores.base import (
     ProfileRecord,
     StoreUnavailable,
     VersionConflict,
+    page_of,
 )
 from gql_api.stores.keyset import from_micros, parse_position, position_of, to_micros
 
@@ -212,12 +213,7 @@ class CosmosStore:
                 response_hook=self._charged("page"),
             )
             items = [item async for item in pages]
-        posts = [_record(item) for item in items[: query.first]]
-        return PostPage(
-            posts=posts,
-            cursors=[position_of(p) for p in posts],
-            has_next_page=len(items) > query.first,
-        )
+        return page_of([_record(item) for item in items], query.first, position_of)
 
     async def get_profiles(self, user_ids: Sequence[str]) -> Mapping[str, ProfileRecord]:
         if not user_ids:

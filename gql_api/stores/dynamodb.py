@@ -65,6 +65,7 @@ from gql_api.stores.base import (
     ProfileRecord,
     StoreUnavailable,
     VersionConflict,
+    apply_changes,
 )
 from gql_api.stores.keyset import from_micros, parse_position, position_of, to_micros
 
@@ -208,18 +209,7 @@ class DynamoDBStore:
         return post
 
     async def update(self, current: PostRecord, changes: PostChanges) -> PostRecord:
-        updated = PostRecord(
-            id=current.id,
-            author_id=current.author_id,
-            content=changes.content,
-            is_markdown=changes.is_markdown,
-            tags=changes.tags,
-            image_keys=changes.image_keys,
-            created_at=current.created_at,
-            updated_at=changes.updated_at,
-            version=current.version + 1,
-            author_nickname=current.author_nickname,
-        )
+        updated = apply_changes(current, changes)
         writes: list[Any] = [
             {
                 "Update": {

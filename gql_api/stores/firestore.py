@@ -54,6 +54,8 @@ from gql_api.stores.base import (
     ProfileRecord,
     StoreUnavailable,
     VersionConflict,
+    apply_changes,
+    page_of,
 )
 from gql_api.stores.keyset import from_micros, parse_position, position_of, to_micros
 
@@ -164,18 +166,7 @@ class FirestoreStore:
         return _with_etag(post, result.update_time)
 
     async def update(self, current: PostRecord, changes: PostChanges) -> PostRecord:
-        updated = PostRecord(
-            id=current.id,
-            author_id=current.author_id,
-            content=changes.content,
-            is_markdown=changes.is_markdown,
-            tags=changes.tags,
-            image_keys=changes.image_keys,
-            created_at=current.created_at,
-            updated_at=changes.updated_at,
-            version=current.version + 1,
-            author_nickname=current.author_nickname,
-        )
+        updated = apply_changes(current, changes)
         fields = {
             "content": changes.content,
             "isMarkdown": changes.is_markdown,
@@ -212,12 +203,7 @@ class FirestoreStore:
                 micros, post_id = parse_position(query.after)
                 page = page.start_after({"createdAt": from_micros(micros), "id": post_id})
             snapshots = [s async for s in page.stream(**self._options())]
-        posts = [_record(s) for s in snapshots[: query.first]]
-        return PostPage(
-            posts=posts,
-            cursors=[position_of(p) for p in posts],
-            has_next_page=len(snapshots) > query.first,
-        )
+        return page_of([_record(s) for s in snapshots], query.first, position_of)
 
     async def get_profiles(self, user_ids: Sequence[str]) -> Mapping[str, ProfileRecord]:
         if not user_ids:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import dataclasses
 from collections.abc import Mapping, Sequence
 
 from gql_api.stores.base import (
@@ -16,6 +15,7 @@ from gql_api.stores.base import (
     ProfileRecord,
     StoreUnavailable,
     VersionConflict,
+    apply_changes,
 )
 from gql_api.stores.keyset import parse_position, position_of, to_micros
 
@@ -65,15 +65,7 @@ class MemoryStore:
         self._check_open()
         async with self._lock:
             current = self._checked(current.id, current.version)
-            updated = dataclasses.replace(
-                current,
-                content=changes.content,
-                is_markdown=changes.is_markdown,
-                tags=changes.tags,
-                image_keys=changes.image_keys,
-                updated_at=changes.updated_at,
-                version=current.version + 1,
-            )
+            updated = apply_changes(current, changes)
             self._unindex(current)
             self._posts[current.id] = updated
             self._index(updated)

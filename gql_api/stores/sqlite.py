@@ -42,6 +42,7 @@ from gql_api.stores.base import (
     ProfileRecord,
     StoreUnavailable,
     VersionConflict,
+    page_of,
 )
 from gql_api.stores.keyset import from_micros, parse_position, position_of, to_micros
 
@@ -208,12 +209,7 @@ class SqliteStore:
         sql, params = _page_sql(query)
         async with self._read() as db:
             rows = await _fetchall(db, sql, params)
-        posts = [_record(row) for row in rows[: query.first]]
-        return PostPage(
-            posts=posts,
-            cursors=[position_of(p) for p in posts],
-            has_next_page=len(rows) > query.first,
-        )
+        return page_of([_record(row) for row in rows], query.first, position_of)
 
     async def get_profiles(self, user_ids: Sequence[str]) -> Mapping[str, ProfileRecord]:
         if not user_ids:
