@@ -7,7 +7,7 @@ holds the rules, and one contract test suite holds every store to the same behav
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -91,6 +91,21 @@ def page_of(posts: list[PostRecord], first: int, position: Callable[[PostRecord]
     return PostPage(
         posts=shown, cursors=[position(p) for p in shown], has_next_page=len(posts) > first
     )
+
+
+async def with_etag(
+    current: PostRecord, read: Callable[[str], Awaitable[PostRecord | None]]
+) -> PostRecord:
+    """``current`` carrying the store's concurrency token: as it is when it was read from
+    the store, else read again (``NotFound`` or ``VersionConflict`` if gone or changed)."""
+    if current.etag is not None:
+        return current
+    stored = await read(current.id)
+    if stored is None:
+        raise NotFound(current.id)
+    if stored.version != current.version:
+        raise VersionConflict(stored.version)
+    return stored
 
 
 class StoreError(Exception):

@@ -55,6 +55,7 @@ from gql_api.stores.base import (
     StoreUnavailable,
     VersionConflict,
     page_of,
+    with_etag,
 )
 from gql_api.stores.keyset import from_micros, parse_position, position_of, to_micros
 
@@ -315,13 +316,7 @@ class CosmosStore:
             CosmosResourceNotFoundError,
         )
 
-        if current.etag is None:  # a record not read from this store: read it now
-            stored = await self.get(current.id)
-            if stored is None:
-                raise NotFound(current.id)
-            if stored.version != current.version:
-                raise VersionConflict(stored.version)
-            current = stored
+        current = await with_etag(current, self.get)
         condition = {"etag": current.etag, "match_condition": MatchConditions.IfNotModified}
         async with self._calling() as database:
             try:

@@ -56,6 +56,7 @@ from gql_api.stores.base import (
     VersionConflict,
     apply_changes,
     page_of,
+    with_etag,
 )
 from gql_api.stores.keyset import from_micros, parse_position, position_of, to_micros
 
@@ -291,13 +292,7 @@ class FirestoreStore:
         from google.api_core import exceptions
         from google.protobuf.timestamp_pb2 import Timestamp
 
-        if current.etag is None:  # a record not read from this store: read it now
-            stored = await self.get(current.id)
-            if stored is None:
-                raise NotFound(current.id)
-            if stored.version != current.version:
-                raise VersionConflict(stored.version)
-            current = stored
+        current = await with_etag(current, self.get)
         assert current.etag is not None
         seconds, nanos = (int(part) for part in current.etag.split("."))
         async with self._calling() as client:
