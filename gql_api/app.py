@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gql_api.auth import Authenticator, DevAuthenticator, dev_secret
 from gql_api.endpoint import GraphQLEndpoint
 from gql_api.errors import StoreUnavailableError
-from gql_api.executor import Executor
+from gql_api.executor import Executor, request_error
 from gql_api.schema import schema
 from gql_api.service import PostService
 from gql_api.settings import Settings
@@ -40,24 +40,80 @@ async def build_authenticator(settings: Settings) -> Authenticator:
     return DevAuthenticator(settings, secret)
 
 
-class _CleanStartupFailure:
-    """Reports a known start-up failure to the server as one line, not a traceback."""
+class Runtime:
+    """What the app holds open: the store's connections and the authenticator.
 
-    def __init__(self, app: ASGIApp, failures: list[str]) -> None:
+    A server with a lifespan (uvicorn) starts it at start-up; on AWS Lambda, where
+    Mangum would run the lifespan around every invocation, the first request starts
+    it and later invocations of the same execution environment reuse it (and a
+    SnapStart snapshot, taken before any request, holds no connection).
+    """
+
+    def __init__(self, settings: Settings, store: PostStore, endpoint: GraphQLEndpoint) -> None:
+        self.settings = settings
+        self.store = store
+        self.endpoint = endpoint
+        self.started = False
+        self.failure: str | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        async with self._lock:
+            if self.started:
+                return
+            try:
+                if self.endpoint.authenticator is None:  # may read the dev secret file
+                    self.endpoint.authenticator = await build_authenticator(self.settings)
+                await self.store.open()
+            except (StoreUnavailable, OSError, RuntimeError) as error:
+                self.failure = f"gql-api cannot start: store {self.store.name}: {error}"
+                raise
+            self.started = True
+            log.info("store %s open", self.store.name)
+
+    async def stop(self) -> None:
+        async with self._lock:
+            if not self.started:
+                return
+            self.started = False
+            await self.store.close()
+            log.info("store %s closed", self.store.name)
+            if self.endpoint.authenticator is not None:
+                await self.endpoint.authenticator.close()
+
+
+class _StartOnFirstRequest:
+    """Starts the runtime on the first request where no lifespan did (Lambda), and
+    reports a known start-up failure to a lifespan server as one line, not a traceback."""
+
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
         self.app = app
-        self.failures = failures
+        self.runtime = runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "lifespan":
-            await self.app(scope, receive, send)
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._clean(send))
             return
+        if scope["type"] == "http" and not self.runtime.started:
+            try:
+                await self.runtime.start()
+            except (StoreUnavailable, OSError, RuntimeError):
+                log.error("%s", self.runtime.failure)
+                response = JSONResponse(
+                    {"errors": [request_error("the service cannot start", "STORE_UNAVAILABLE")]},
+                    status_code=503,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
+    def _clean(self, send: Send) -> Send:
         async def send_clean(message: Message) -> None:
-            if message["type"] == "lifespan.startup.failed" and self.failures:
-                message = {**message, "message": self.failures[-1]}
+            if message["type"] == "lifespan.startup.failed" and self.runtime.failure:
+                message = {**message, "message": self.runtime.failure}
             await send(message)
 
-        await self.app(scope, receive, send_clean)
+        return send_clean
 
 
 def create_app(
@@ -66,7 +122,7 @@ def create_app(
     store: PostStore | None = None,
     authenticator: Authenticator | None = None,
 ) -> Starlette:
-    """Build the app; the store is opened and closed by the app's lifespan."""
+    """Build the app; the store opens at start-up (or on the first request, on Lambda)."""
     store = store if store is not None else create_store(settings)
     service = PostService(store, timeout=settings.store_timeout)
     endpoint = GraphQLEndpoint(
@@ -76,26 +132,15 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         graphiql=settings.graphiql,
     )
-
-    startup_failures: list[str] = []
+    runtime = Runtime(settings, store, endpoint)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        try:
-            if endpoint.authenticator is None:  # built here: it may read the secret file
-                endpoint.authenticator = await build_authenticator(settings)
-            await store.open()
-        except (StoreUnavailable, OSError, RuntimeError) as error:
-            startup_failures.append(f"gql-api cannot start: store {store.name}: {error}")
-            raise
-        log.info("store %s open", store.name)
+        await runtime.start()
         try:
             yield
         finally:
-            await store.close()
-            log.info("store %s closed", store.name)
-            if endpoint.authenticator is not None:
-                await endpoint.authenticator.close()
+            await runtime.stop()
 
     async def healthz(request: Request) -> JSONResponse:
         try:
@@ -105,7 +150,7 @@ def create_app(
             return JSONResponse({"status": "unavailable", "store": store.name}, status_code=503)
         return JSONResponse({"status": "ok", "store": store.name})
 
-    middleware = [Middleware(_CleanStartupFailure, failures=startup_failures)]
+    middleware = [Middleware(_StartOnFirstRequest, runtime=runtime)]
     if settings.cors_origins:
         middleware.append(
             Middleware(
@@ -124,4 +169,5 @@ def create_app(
     )
     app.state.service = service
     app.state.store = store
+    app.state.runtime = runtime
     return app

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import jwt
-
 from gql_api.settings import Settings
 from gql_api.validation import LIMITS, clean_nickname, has_surrogates
 
@@ -92,6 +90,8 @@ class DevAuthenticator:
         return None
 
     async def authenticate(self, token: str) -> Identity:
+        import jwt  # imported on first use: it loads cryptography, which a cold start pays for
+
         check_token_size(token)
         try:
             claims = jwt.decode(
@@ -126,6 +126,8 @@ def mint_dev_token(
     nickname: str | None = None,
     ttl_seconds: int = 12 * 3600,
 ) -> str:
+    import jwt
+
     now = int(time.time())
     claims: dict[str, Any] = {
         "sub": user_id,

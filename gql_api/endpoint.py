@@ -254,9 +254,14 @@ def _negotiate(accept: str | None) -> str:
 
 
 def _request_id(request: Request) -> str:
+    """The client's X-Request-Id when sane, else the Lambda request id, else a new one."""
     given = request.headers.get("x-request-id")
     if given is not None and _REQUEST_ID.fullmatch(given):
         return given
+    lambda_context = request.scope.get("aws.context")
+    lambda_id = getattr(lambda_context, "aws_request_id", None)
+    if isinstance(lambda_id, str) and _REQUEST_ID.fullmatch(lambda_id):
+        return lambda_id
     return uuid.uuid4().hex
 
 
