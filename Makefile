@@ -21,6 +21,7 @@ test: lint typecheck unit
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/cfn-lint deploy/aws/template.yaml
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy

@@ -52,6 +52,7 @@ class Settings(BaseSettings):
         extra="ignore",
         frozen=True,
         populate_by_name=True,
+        env_ignore_empty=True,  # an empty variable (as deploy templates set) means unset
     )
 
     store: StoreName = "sqlite"

@@ -1,0 +1,70 @@
+"""The SAM template: valid, and its table exactly what the DynamoDB store provisions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cfnlint.decode import decode
+
+from gql_api.stores.dynamodb import INDEXES, table_definition
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "aws" / "template.yaml"
+
+
+def template() -> dict[str, Any]:
+    parsed, problems = decode(str(TEMPLATE))
+    assert not problems, problems
+    assert parsed is not None
+    return dict(parsed)
+
+
+def test_the_templates_table_is_what_provision_creates() -> None:
+    table = template()["Resources"]["PostsTable"]["Properties"]
+    expected = table_definition("ignored")
+
+    def by_name(items: list[dict[str, Any]], key: str) -> dict[str, Any]:
+        return {item[key]: item for item in items}
+
+    assert table["BillingMode"] == expected["BillingMode"]
+    assert table["KeySchema"] == expected["KeySchema"]
+    assert by_name(table["AttributeDefinitions"], "AttributeName") == by_name(
+        expected["AttributeDefinitions"], "AttributeName"
+    )
+    assert by_name(table["GlobalSecondaryIndexes"], "IndexName") == by_name(
+        expected["GlobalSecondaryIndexes"], "IndexName"
+    )
+
+
+def test_the_function_may_do_exactly_what_the_store_does() -> None:
+    function = template()["Resources"]["ApiFunction"]["Properties"]
+    statements = function["Policies"][0]["Statement"]
+    granted = {action for s in statements for action in s["Action"]}
+    assert granted == {
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:ConditionCheckItem",
+        "dynamodb:Query",
+    }
+    index_statement = next(s for s in statements if s["Action"] == ["dynamodb:Query"])
+    assert index_statement["Resource"] == {"Fn::Sub": "${PostsTable.Arn}/index/*"}
+    assert all("*" not in str(s["Resource"]).replace("/index/*", "") for s in statements)
+    assert len(INDEXES) == 4
+
+
+def test_the_function_is_configured_for_production() -> None:
+    function = template()["Resources"]["ApiFunction"]["Properties"]
+    variables = function["Environment"]["Variables"]
+    assert variables["GQL_API_STORE"] == "dynamodb"
+    assert variables["GQL_API_DYNAMODB_TABLE"] == {"Ref": "PostsTable"}
+    assert variables["GQL_API_AUTH"] == {"Ref": "AuthMode"}
+    allowed_auth = template()["Parameters"]["AuthMode"]["AllowedValues"]
+    assert "dev" not in allowed_auth
+    assert function["Handler"] == "gql_api.lambda_handler.handler"
+    assert function["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    assert "AutoPublishAlias" in function
+    api = template()["Resources"]["Api"]["Properties"]["DefaultRouteSettings"]
+    assert set(api) == {"ThrottlingRateLimit", "ThrottlingBurstLimit"}
