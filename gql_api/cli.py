@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 import click
@@ -138,3 +139,53 @@ def doctor() -> None:
         click.echo(f"{'ok' if ok else 'FAIL':<5} {line}")
         failures += not ok
     sys.exit(1 if failures else 0)
+
+
+@main.group()
+def package() -> None:
+    """Build deployment packages."""
+
+
+@package.command("lambda")
+@click.option(
+    "--python",
+    "python",
+    default="3.12",
+    show_default=True,
+    type=click.Choice(["3.11", "3.12", "3.13"]),
+    help="Lambda's Python.",
+)
+@click.option(
+    "--arch",
+    default="x86_64",
+    show_default=True,
+    type=click.Choice(["x86_64", "arm64"]),
+    help="Lambda's architecture.",
+)
+@click.option(
+    "-o",
+    "--output",
+    default="dist/gql-api-lambda.zip",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the zip.",
+)
+def package_lambda(python: str, arch: str, output: Path) -> None:
+    """The function zip: gql-api with the aws extra, for the Lambda platform, reproducible."""
+    from gql_api.packaging import MAX_DIRECT_UPLOAD_BYTES, PackagingError, build_lambda_zip
+
+    try:
+        built = build_lambda_zip(output, python=python, arch=arch)
+    except PackagingError as error:
+        click.echo(f"gql-api: {error}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"{built.path}: {built.zipped_bytes / 2**20:.1f} MiB zipped, "
+        f"{built.unzipped_bytes / 2**20:.1f} MiB unzipped, {built.files} files, "
+        f"sha256 {built.sha256}"
+    )
+    if built.zipped_bytes > MAX_DIRECT_UPLOAD_BYTES:
+        click.echo(
+            "note: over 50 MiB zipped, so it must be deployed through S3 (as `sam deploy` does)",
+            err=True,
+        )

@@ -1,0 +1,128 @@
+"""``gql-api package lambda``: the function zip, built for the Lambda platform, reproducibly.
+
+The same sources and pins give the same bytes: dependencies come from
+``constraints.txt`` as wheels for the Lambda platform only (never built here), nothing
+is compiled, files that name the build machine are left out, and the zip lists its
+entries sorted with one fixed timestamp and fixed permissions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+# Lambda's limits: the unzipped code (250 MB, a hard limit) and a zip uploaded directly
+# rather than through S3 (50 MB; `sam deploy` uploads through S3).
+MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
+MAX_DIRECT_UPLOAD_BYTES = 50 * 1024 * 1024
+FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+PLATFORMS = {
+    "x86_64": ["manylinux2014_x86_64", "manylinux_2_28_x86_64", "manylinux_2_34_x86_64"],
+    "arm64": ["manylinux2014_aarch64", "manylinux_2_28_aarch64", "manylinux_2_34_aarch64"],
+}
+# Written by pip for this machine or this checkout: not part of the function.
+_LEFT_OUT_NAMES = {"direct_url.json", "INSTALLER", "REQUESTED"}
+
+
+class PackagingError(Exception):
+    """The package cannot be built as asked (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Package:
+    path: Path
+    zipped_bytes: int
+    unzipped_bytes: int
+    files: int
+    sha256: str
+
+
+def project_root() -> Path:
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "pyproject.toml").exists():
+        raise PackagingError("run `gql-api package` from a source checkout of gql-api")
+    return root
+
+
+def build_lambda_zip(output: Path, *, python: str = "3.12", arch: str = "x86_64") -> Package:
+    if arch not in PLATFORMS:
+        raise PackagingError(f"--arch must be one of {', '.join(PLATFORMS)}")
+    root = project_root()
+    with tempfile.TemporaryDirectory(prefix="gql-api-package-") as scratch:
+        wheels = Path(scratch) / "wheels"
+        target = Path(scratch) / "target"
+        _pip("wheel", "--no-deps", "--wheel-dir", str(wheels), str(root))
+        (wheel,) = wheels.glob("gql_api-*.whl")
+        constraints = root / "constraints.txt"
+        _pip(
+            "install",
+            "--target",
+            str(target),
+            "--implementation",
+            "cp",
+            "--python-version",
+            python,
+            *[flag for platform in PLATFORMS[arch] for flag in ("--platform", platform)],
+            "--only-binary=:all:",
+            "--no-compile",
+            *(["--constraint", str(constraints)] if constraints.exists() else []),
+            f"{wheel}[aws]",
+        )
+        files = sorted(
+            (
+                path
+                for path in target.rglob("*")
+                if path.is_file() and not _left_out(path.relative_to(target).as_posix())
+            ),
+            key=lambda path: path.relative_to(target).as_posix(),
+        )
+        unzipped = sum(path.stat().st_size for path in files)
+        if unzipped > MAX_UNZIPPED_BYTES:
+            raise PackagingError(
+                f"the function would be {unzipped / 2**20:.1f} MiB unzipped, over Lambda's "
+                f"{MAX_UNZIPPED_BYTES / 2**20:.0f} MiB"
+            )
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(output, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+            for path in files:
+                entry = zipfile.ZipInfo(path.relative_to(target).as_posix(), FIXED_TIME)
+                entry.compress_type = zipfile.ZIP_DEFLATED
+                entry.external_attr = (
+                    0o100644 if not path.stat().st_mode & 0o111 else 0o100755
+                ) << 16
+                archive.writestr(entry, _content(path))
+    digest = hashlib.sha256(output.read_bytes()).hexdigest()
+    return Package(output, output.stat().st_size, unzipped, len(files), digest)
+
+
+def _content(path: Path) -> bytes:
+    """A file's bytes; a dist-info RECORD without the lines of files left out."""
+    data = path.read_bytes()
+    if path.name != "RECORD" or not path.parent.name.endswith(".dist-info"):
+        return data
+    kept = [
+        line
+        for line in data.decode().splitlines(keepends=True)
+        if not _left_out(line.split(",", 1)[0])
+    ]
+    return "".join(kept).encode()
+
+
+def _left_out(relative: str) -> bool:
+    parts = Path(relative).parts
+    return bool(parts) and (
+        parts[-1] in _LEFT_OUT_NAMES or "__pycache__" in parts or parts[0] in ("bin", "..")
+    )
+
+
+def _pip(*args: str) -> None:
+    command = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet", *args]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+    if result.returncode != 0:
+        said = "\n".join(line for line in result.stderr.splitlines() if "WARNING" not in line)
+        raise PackagingError(f"pip {args[0]} failed:\n{said[-3000:]}")

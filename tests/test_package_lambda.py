@@ -1,0 +1,115 @@
+"""`gql-api package lambda`: a reproducible zip that runs on the Lambda Python it targets."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import cli_env, run_cli
+from tests.lambda_events import event
+
+# pyenv's own interpreter, not its shim (a shim answers 127 where 3.12 is not selected).
+PYTHON_312 = [
+    *sorted(str(p) for p in (Path.home() / ".pyenv" / "versions").glob("3.12*/bin/python3.12")),
+    "/usr/bin/python3.12",
+    shutil.which("python3.12"),
+]
+SECRET = "package-test-secret-0123456789abcdef"
+INVOKE = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from gql_api.lambda_handler import handler
+
+class Context:
+    aws_request_id = "pkg-1"
+    function_name = "gql-api"
+
+print(json.dumps(handler(json.loads(sys.argv[2]), Context())))
+"""
+
+
+def python_312() -> str:
+    for candidate in PYTHON_312:
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise RuntimeError("Python 3.12 is needed to run the Lambda package (pyenv has it here)")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    first = tmp_path_factory.mktemp("first") / "gql-api-lambda.zip"
+    second = tmp_path_factory.mktemp("second") / "gql-api-lambda.zip"
+    outputs = []
+    for path in (first, second):
+        result = run_cli(["package", "lambda", "--python", "3.12", "-o", str(path)], cli_env(), 900)
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout)
+    return first, second, outputs[0]
+
+
+def test_the_same_sources_give_the_same_bytes(built: tuple[Path, Path, str]) -> None:
+    first, second, said = built
+    assert first.read_bytes() == second.read_bytes()
+    assert "MiB zipped" in said and "MiB unzipped" in said
+
+
+def test_the_zip_holds_the_aws_stack_for_linux_and_nothing_of_this_machine(
+    built: tuple[Path, Path, str],
+) -> None:
+    with zipfile.ZipFile(built[0]) as archive:
+        names = archive.namelist()
+        infos = archive.infolist()
+    assert names == sorted(names)
+    assert {info.date_time for info in infos} == {(1980, 1, 1, 0, 0, 0)}
+    roots = {name.split("/")[0] for name in names}
+    assert {"gql_api", "aioboto3", "mangum", "strawberry", "pydantic_core"} <= roots
+    assert not roots & {"google", "azure", "bin"}
+    assert not [n for n in names if "__pycache__" in n or n.endswith("direct_url.json")]
+    assert any(
+        n.startswith("pydantic_core/") and "cpython-312-x86_64-linux-gnu" in n for n in names
+    )
+
+
+def test_the_unpacked_zip_serves_an_event_with_python_312(
+    built: tuple[Path, Path, str], tmp_path: Path, moto_url: str
+) -> None:
+    unpacked = tmp_path / "function"
+    with zipfile.ZipFile(built[0]) as archive:
+        archive.extractall(unpacked)
+    reset = urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")  # noqa: S310
+    with urllib.request.urlopen(reset, timeout=10):  # noqa: S310 - the local moto server
+        pass
+    settings = {
+        "GQL_API_STORE": "dynamodb",
+        "GQL_API_DYNAMODB_ENDPOINT": moto_url,
+        "GQL_API_DYNAMODB_TABLE": "gql-api-package",
+        "GQL_API_DEV_SECRET": SECRET,
+        "GQL_API_SQLITE_PATH": str(tmp_path / "unused.db"),
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+    }
+    assert run_cli(["provision"], cli_env(**settings)).returncode == 0
+    sample = event(
+        "http_v2", body=json.dumps({"query": "{ posts { nodes { id } } limits { maxTags } }"})
+    )
+    result = subprocess.run(
+        [python_312(), "-I", "-c", INVOKE, str(unpacked), json.dumps(sample)],
+        env={"PATH": "/usr/bin:/bin", **settings},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    response = json.loads(result.stdout.strip().splitlines()[-1])
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"]) == {
+        "data": {"posts": {"nodes": []}, "limits": {"maxTags": 10}}
+    }
+    assert response["headers"]["x-request-id"] == "pkg-1"
