@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint typecheck unit schema constraints clean
+.PHONY: serve test lint typecheck unit schema constraints bench-coldstart clean
 
 # constraints.txt pins every package to the versions the suite last passed with (the AWS
 # SDKs pin each other tightly; unpinned, pip's resolver can backtrack for a very long time).
@@ -34,6 +34,10 @@ $(COSMOS_SERVER)/node_modules/.installed: $(COSMOS_SERVER)/package-lock.json
 
 unit: $(BIN)/.installed $(COSMOS_SERVER)/node_modules/.installed
 	$(BIN)/pytest
+
+bench-coldstart: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
+	$(BIN)/python bench/coldstart.py
 
 schema: $(BIN)/.installed
 	$(BIN)/gql-api schema > schema.graphql

@@ -18,7 +18,6 @@ from graphql import OperationType
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
-from strawberry.http.ides import get_graphql_ide_html
 
 from gql_api.auth import Authenticator, Identity, InvalidToken
 from gql_api.context import RequestContext
@@ -76,6 +75,8 @@ class GraphQLEndpoint:
                     405, "METHOD_NOT_ALLOWED", "use GET or POST", {"Allow": "GET, POST"}
                 )
             if request.method == "GET" and self._wants_graphiql(request):
+                from strawberry.http.ides import get_graphql_ide_html  # only for browsers
+
                 return HTMLResponse(get_graphql_ide_html(), headers={"X-Request-Id": request_id})
             media_type = _negotiate(request.headers.get("accept"))
             params = await self._params(request)

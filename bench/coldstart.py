@@ -1,0 +1,169 @@
+"""Lambda cold start: import plus first invocation, each in a fresh process, side by side.
+
+Three handlers answer one API Gateway (HTTP API) event each, against the same moto
+server:
+
+- floor:   a bare Starlette + Mangum hello world (the least any ASGI handler costs);
+- fastapi: FastAPI + Mangum whose one route reads an item with boto3 (the stack of the
+           service gql-api replaces);
+- gql-api: gql_api.lambda_handler.handler answering `posts(first: 20)` on DynamoDB.
+
+Runs alternate, several rounds; the median of each is printed with the ratios.
+Usage: python bench/coldstart.py [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.lambda_events import event  # noqa: E402
+from tests.servers import moto_server  # noqa: E402
+
+TABLE = "gql-api-coldstart"
+
+FLOOR = """
+from mangum import Mangum
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+async def hello(request):
+    return JSONResponse({"hello": "world"})
+
+handler = Mangum(Starlette(routes=[Route("/graphql", hello, methods=["POST"])]), lifespan="off")
+"""
+
+FASTAPI = """
+import os
+import boto3
+from fastapi import FastAPI
+from mangum import Mangum
+
+app = FastAPI()
+table = boto3.resource("dynamodb", endpoint_url=os.environ["ENDPOINT"]).Table(os.environ["TABLE"])
+
+@app.post("/graphql")
+def read():
+    return table.get_item(Key={"pk": "POST#bench", "sk": "POST"}).get("Item", {})
+
+handler = Mangum(app, lifespan="off")
+"""
+
+GQL_API = """
+from gql_api.lambda_handler import handler
+"""
+
+MEASURE = """
+import json, sys, time
+started = time.perf_counter()
+sys.path.insert(0, sys.argv[1])
+import handler_module
+imported = time.perf_counter()
+
+class Context:
+    aws_request_id = "cold-1"
+    function_name = "bench"
+
+response = handler_module.handler(json.loads(sys.argv[2]), Context())
+done = time.perf_counter()
+assert response["statusCode"] == 200, response
+print(json.dumps({"import": imported - started, "first": done - imported, "body": response["body"][:200]}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    rounds = parser.parse_args().rounds
+    with moto_server() as url, tempfile.TemporaryDirectory() as scratch:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("GQL_API_")},
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "ENDPOINT": url,
+            "TABLE": TABLE,
+            "GQL_API_STORE": "dynamodb",
+            "GQL_API_DYNAMODB_ENDPOINT": url,
+            "GQL_API_DYNAMODB_TABLE": TABLE,
+            "GQL_API_DEV_SECRET": "coldstart-bench-secret-0123456789abcdef",
+            "GQL_API_SQLITE_PATH": str(Path(scratch) / "unused.db"),
+            "GQL_API_LOG_LEVEL": "WARNING",
+        }
+        prepare(url, env)
+        handlers = {"floor": FLOOR, "fastapi": FASTAPI, "gql-api": GQL_API}
+        folders = {}
+        for name, source in handlers.items():
+            folder = Path(scratch) / name
+            folder.mkdir()
+            (folder / "handler_module.py").write_text(source)
+            folders[name] = folder
+        sample = json.dumps(
+            event(
+                "http_v2", body=json.dumps({"query": QUERY}), headers={"accept": "application/json"}
+            )
+        )
+        results: dict[str, list[dict[str, float]]] = {name: [] for name in handlers}
+        for _ in range(rounds):
+            for name, folder in folders.items():
+                results[name].append(measure(folder, sample, env))
+        report(results, rounds)
+
+
+QUERY = "{ posts(first: 20) { edges { node { id content tags author { userId nickname } createdAt } } } }"
+
+
+def prepare(url: str, env: dict[str, str]) -> None:
+    reset = urllib.request.Request(f"{url}/moto-api/reset", method="POST")  # noqa: S310
+    urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310 - the local moto server
+    provision = subprocess.run(
+        [sys.executable, "-m", "gql_api", "provision"], env=env, capture_output=True, text=True
+    )
+    if provision.returncode != 0:
+        raise SystemExit(f"provision failed: {provision.stderr}")
+
+
+def measure(folder: Path, sample: str, env: dict[str, str]) -> dict[str, float]:
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(folder), sample],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"{folder.name} failed: {result.stderr[-2000:]}")
+    timings = json.loads(result.stdout.strip().splitlines()[-1])
+    return {"import": timings["import"], "first": timings["first"]}
+
+
+def report(results: dict[str, list[dict[str, float]]], rounds: int) -> None:
+    def median(name: str, part: str) -> float:
+        return statistics.median(r[part] for r in results[name])
+
+    def total(name: str) -> float:
+        return statistics.median(r["import"] + r["first"] for r in results[name])
+
+    print(f"cold start, median of {rounds} fresh processes each (seconds)")
+    print(f"{'handler':<10}{'import':>10}{'first call':>12}{'total':>10}")
+    for name in results:
+        print(
+            f"{name:<10}{median(name, 'import'):>10.3f}{median(name, 'first'):>12.3f}{total(name):>10.3f}"
+        )
+    print(f"gql-api / fastapi: {total('gql-api') / total('fastapi'):.2f}x (goal: at most 1.0x)")
+    print(f"gql-api / floor:   {total('gql-api') / total('floor'):.2f}x")
+
+
+if __name__ == "__main__":
+    main()
