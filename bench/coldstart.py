@@ -121,12 +121,15 @@ def main() -> None:
         report(results, rounds)
 
 
-QUERY = "{ posts(first: 20) { edges { node { id content tags author { userId nickname } createdAt } } } }"
+QUERY = (
+    "{ posts(first: 20) { edges { node { id content tags author { userId nickname } "
+    "createdAt } } } }"
+)
 
 
 def prepare(url: str, env: dict[str, str]) -> None:
-    reset = urllib.request.Request(f"{url}/moto-api/reset", method="POST")  # noqa: S310
-    urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310 - the local moto server
+    reset = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
+    urllib.request.urlopen(reset, timeout=10).close()
     provision = subprocess.run(
         [sys.executable, "-m", "gql_api", "provision"], env=env, capture_output=True, text=True
     )
