@@ -19,6 +19,7 @@ from gql_api.auth import Authenticator, DevAuthenticator, dev_secret
 from gql_api.endpoint import GraphQLEndpoint
 from gql_api.errors import StoreUnavailableError
 from gql_api.executor import Executor, request_error
+from gql_api.query_limits import QueryLimits
 from gql_api.schema import schema
 from gql_api.service import PostService
 from gql_api.settings import Settings
@@ -125,8 +126,16 @@ def create_app(
     """Build the app; the store opens at start-up (or on the first request, on Lambda)."""
     store = store if store is not None else create_store(settings)
     service = PostService(store, timeout=settings.store_timeout)
+    limits = QueryLimits(
+        max_depth=settings.max_depth,
+        max_aliases=settings.max_aliases,
+        max_tokens=settings.max_tokens,
+        max_directives=settings.max_directives,
+        max_cost=settings.max_cost,
+        introspection=settings.introspection_enabled,
+    )
     endpoint = GraphQLEndpoint(
-        Executor(schema),
+        Executor(schema, limits),
         service=service,
         authenticator=authenticator,
         max_body_bytes=settings.max_body_bytes,

@@ -24,7 +24,6 @@ from graphql import (
 
 from gql_api.validation import LIMITS
 
-MAX_COST = 20_000
 # Fields that return a page, sized by their ``first`` argument (null or absent: 20).
 PAGED_FIELDS = frozenset({"posts"})
 

@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from gql_api.auth import Authenticator, Identity, InvalidToken
 from gql_api.context import RequestContext
-from gql_api.cost import MAX_COST, estimate_cost
+from gql_api.cost import estimate_cost
 from gql_api.executor import Executor, RequestError, internal_error, request_error
 from gql_api.service import PostService
 
@@ -176,12 +176,13 @@ class GraphQLEndpoint:
                 {"Allow": "POST"},
             )
         cost = estimate_cost(prepared.document, operation_name, params.get("variables"))
-        if cost > MAX_COST:
+        max_cost = self.executor.limits.max_cost
+        if cost > max_cost:
             raise RequestError(
                 [
                     request_error(
                         f"the query asks for too much: estimated cost {cost}, at most "
-                        f"{MAX_COST} (each field 1, times the page size under posts)",
+                        f"{max_cost} (each field 1, times the page size under posts)",
                         "QUERY_TOO_COMPLEX",
                     )
                 ]

@@ -18,12 +18,14 @@ from graphql import (
     GraphQLError,
     OperationType,
     parse,
+    specified_rules,
     validate,
 )
 from graphql import execute as graphql_execute
 from graphql.utilities import get_operation_ast
 
 from gql_api.errors import ApiError
+from gql_api.query_limits import QueryLimits, limit_rules
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +33,6 @@ log = logging.getLogger(__name__)
 # so the caches stay small whatever clients send.
 CACHEABLE_QUERY_LENGTH = 16 * 1024
 CACHE_ENTRIES = 1024
-# A document of more tokens is refused while parsing: no legitimate client query comes
-# near it, and it bounds the work an alias or field bomb can ask for.
-MAX_TOKENS = 10_000
 
 
 class RequestError(Exception):
@@ -51,7 +50,9 @@ class Prepared:
 
 
 class Executor:
-    def __init__(self, schema: strawberry.Schema) -> None:
+    def __init__(self, schema: strawberry.Schema, limits: QueryLimits | None = None) -> None:
+        self.limits = limits or QueryLimits()
+        self._rules = [*specified_rules, *limit_rules(self.limits)]
         self._strawberry_schema = schema
         self._schema = schema._schema
         self._executor_class = schema.execution_context_class
@@ -109,13 +110,32 @@ class Executor:
 
     def _check(self, query: str) -> tuple[DocumentNode | None, list[dict[str, Any]]]:
         try:
-            document = parse(query, max_tokens=MAX_TOKENS)
+            document = parse(query, max_tokens=self.limits.max_tokens)
         except GraphQLError as error:
-            return None, [_shape(error, "GRAPHQL_PARSE_FAILED")]
-        errors = validate(self._schema, document)
+            return None, [_shape(error, _parse_failure_code(error.message))]
+        errors = validate(
+            self._schema,
+            document,
+            self._rules,
+            hide_suggestions=not self.limits.introspection,
+        )
         if errors:
-            return None, [_shape(e, "GRAPHQL_VALIDATION_FAILED") for e in errors]
+            return None, [_shape(e, _own_code(e, "GRAPHQL_VALIDATION_FAILED")) for e in errors]
         return document, []
+
+
+def _parse_failure_code(message: str) -> str:
+    if "tokens" in message and "Parsing aborted" in message:
+        return "TOO_MANY_TOKENS"
+    if "nested too deeply" in message:
+        return "QUERY_TOO_DEEP"
+    return "GRAPHQL_PARSE_FAILED"
+
+
+def _own_code(error: GraphQLError, default: str) -> str:
+    """A limit rule's own code, else the default for its phase."""
+    code = (error.extensions or {}).get("code")
+    return code if isinstance(code, str) else default
 
 
 def request_error(message: str, code: str) -> dict[str, Any]:

@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
     graphiql: bool = True
+    introspection: bool | None = None  # None: on, except on AWS Lambda
+    max_depth: Annotated[int, Field(ge=2, le=100)] = 12
+    max_aliases: Annotated[int, Field(ge=0, le=10_000)] = 30
+    max_tokens: Annotated[int, Field(ge=100, le=1_000_000)] = 10_000
+    max_directives: Annotated[int, Field(ge=0, le=10_000)] = 20
+    max_cost: Annotated[int, Field(ge=100, le=10_000_000)] = 20_000
     log_level: LogLevel = "INFO"
 
     images_bucket: str | None = Field(
@@ -175,6 +181,12 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "GQL_API_JWKS_URL must use https (plain http only for a local test server)"
                 )
+
+    @property
+    def introspection_enabled(self) -> bool:
+        if self.introspection is not None:
+            return self.introspection
+        return self.lambda_function_name is None
 
     @property
     def data_dir(self) -> Path:
