@@ -32,7 +32,13 @@ $(COSMOS_SERVER)/node_modules/.installed: $(COSMOS_SERVER)/package-lock.json
 	npm ci --prefix $(COSMOS_SERVER) --no-audit --no-fund --loglevel=error
 	touch $@
 
-unit: $(BIN)/.installed $(COSMOS_SERVER)/node_modules/.installed
+# graphql-http's GraphQL-over-HTTP audits, run by the tests against a live server.
+GRAPHQL_HTTP := tests/graphql_http
+$(GRAPHQL_HTTP)/node_modules/.installed: $(GRAPHQL_HTTP)/package-lock.json
+	npm ci --prefix $(GRAPHQL_HTTP) --no-audit --no-fund --loglevel=error
+	touch $@
+
+unit: $(BIN)/.installed $(COSMOS_SERVER)/node_modules/.installed $(GRAPHQL_HTTP)/node_modules/.installed
 	$(BIN)/pytest
 
 bench-coldstart: $(BIN)/.installed

@@ -28,6 +28,7 @@ from gql_api.service import PostService
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
+GRAPHQL = "application/graphql"
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -105,13 +106,23 @@ class GraphQLEndpoint:
                 if name in params:
                     params[name] = _decode_json(params[name], f"{name} is not valid JSON")
         else:
-            content_type = request.headers.get("content-type", "")
-            if content_type.split(";")[0].strip().lower() != JSON:
+            # Only media types a browser cannot send cross-site without a CORS preflight:
+            # a form or a plain-text POST from another site is refused (CSRF).
+            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if content_type not in (JSON, GRAPHQL):
                 raise HttpError(
-                    415, "UNSUPPORTED_MEDIA_TYPE", "send the request body as application/json"
+                    415,
+                    "UNSUPPORTED_MEDIA_TYPE",
+                    f"send the request body as {JSON} (or the query alone as {GRAPHQL})",
                 )
             raw = await self._body(request)
-            params = _decode_json(raw, "the request body is not valid JSON")
+            if content_type == GRAPHQL:
+                try:
+                    params = {"query": raw.decode()}
+                except UnicodeDecodeError:
+                    raise HttpError(400, "BAD_REQUEST", "the query is not valid UTF-8") from None
+            else:
+                params = _decode_json(raw, "the request body is not valid JSON")
             if not isinstance(params, dict):
                 raise HttpError(400, "BAD_REQUEST", "the request body must be a JSON object")
         return _check_params(params)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -208,3 +209,47 @@ async def test_the_server_keeps_serving_while_attacked(http: httpx.AsyncClient) 
     assert all(r.status_code < 500 for r in results)
     assert all(r.json() == {"data": {"limits": {"maxTags": 10}}} for r in results[len(attacks) :])
     assert (await http.get("/healthz")).status_code == 200
+
+
+AUDIT = Path(__file__).with_name("graphql_http")
+
+
+def test_graphql_over_http_audits_pass_with_no_warning(live: str) -> None:
+    """graphql-http's server audits: 0 MUST failures and 0 SHOULD warnings."""
+    if not (AUDIT / "node_modules" / "graphql-http").exists():
+        raise RuntimeError("run `make test`: it installs tests/graphql_http (npm ci)")
+    result = subprocess.run(
+        ["node", str(AUDIT / "audit.mjs"), f"{live}/graphql"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["total"] > 50
+    assert report["errors"] == []
+    assert report["warnings"] == []
+
+
+async def test_a_query_may_be_posted_as_application_graphql(http: httpx.AsyncClient) -> None:
+    response = await http.post(
+        "/graphql",
+        content=b"{ limits { maxTags } }",
+        headers={"content-type": "application/graphql"},
+    )
+    assert response.json() == {"data": {"limits": {"maxTags": 10}}}
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data", ""]
+)
+async def test_posts_a_browser_may_send_cross_site_are_415(
+    http: httpx.AsyncClient, content_type: str
+) -> None:
+    response = await http.post(
+        "/graphql",
+        content=b'{"query": "mutation { deletePost(id: \\"x\\") { id } }"}',
+        headers={"content-type": content_type, "cookie": "session=abc"},
+    )
+    assert response.status_code == 415
+    assert response.json()["errors"][0]["extensions"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
