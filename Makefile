@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint typecheck unit schema constraints bench-coldstart clean
+.PHONY: serve test lint typecheck unit schema constraints bench-coldstart graphiql-assets chromium clean
 
 # constraints.txt pins every package to the versions the suite last passed with (the AWS
 # SDKs pin each other tightly; unpinned, pip's resolver can backtrack for a very long time).
@@ -38,12 +38,22 @@ $(GRAPHQL_HTTP)/node_modules/.installed: $(GRAPHQL_HTTP)/package-lock.json
 	npm ci --prefix $(GRAPHQL_HTTP) --no-audit --no-fund --loglevel=error
 	touch $@
 
-unit: $(BIN)/.installed $(COSMOS_SERVER)/node_modules/.installed $(GRAPHQL_HTTP)/node_modules/.installed
+# Debian's Chromium, for the GraphiQL browser tests (driven by Playwright, no download).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+unit: $(BIN)/.installed $(COSMOS_SERVER)/node_modules/.installed \
+		$(GRAPHQL_HTTP)/node_modules/.installed chromium
 	$(BIN)/pytest
 
 bench-coldstart: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python bench/coldstart.py
+
+# Refresh GraphiQL and React (pinned in assets/graphiql/package.json) inside the package.
+graphiql-assets:
+	assets/graphiql/copy.sh
 
 schema: $(BIN)/.installed
 	$(BIN)/gql-api schema > schema.graphql

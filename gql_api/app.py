@@ -12,11 +12,12 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gql_api.auth import Authenticator, DevAuthenticator, dev_secret
-from gql_api.endpoint import GraphQLEndpoint
+from gql_api.endpoint import GRAPHIQL_STATIC, GraphQLEndpoint
 from gql_api.errors import StoreUnavailableError
 from gql_api.executor import Executor, request_error
 from gql_api.query_limits import QueryLimits
@@ -171,8 +172,15 @@ def create_app(
                 max_age=600,
             )
         )
+    routes: list[BaseRoute] = [
+        Route("/graphql", endpoint),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    if settings.graphiql:
+        static = StaticFiles(directory=GRAPHIQL_STATIC)
+        routes.append(Mount("/graphiql/static", app=static, name="graphiql"))
     app = Starlette(
-        routes=[Route("/graphql", endpoint), Route("/healthz", healthz, methods=["GET"])],
+        routes=routes,
         middleware=middleware,
         lifespan=lifespan,
     )

@@ -110,6 +110,8 @@ def _depth(
     deepest = 0
     for selection in selection_set.selections:
         if isinstance(selection, FieldNode):
+            if selection.name.value.startswith("__"):
+                continue  # introspection is as deep as the schema, and bounded by it
             below = _depth(selection.selection_set, fragments, seen)
             deepest = max(deepest, 1 + below)
         elif isinstance(selection, InlineFragmentNode):

@@ -450,6 +450,13 @@ async def test_browsers_get_graphiql(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert "graphiql" in response.text.lower()
+    policy = response.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "script-src 'self';" in policy
+    assert "unsafe-inline" not in policy and "http" not in policy
+    assert "https://" not in response.text  # every asset from this server
+    script = await client.get("/graphiql/static/graphiql.min.js")
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith(("text/javascript", "application/javascript"))
 
 
 async def test_graphiql_can_be_switched_off(tmp_path: Path) -> None:
