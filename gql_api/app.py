@@ -25,7 +25,7 @@ from gql_api.schema import schema
 from gql_api.service import PostService
 from gql_api.settings import Settings
 from gql_api.stores import create_store
-from gql_api.stores.base import PostStore, StoreUnavailable
+from gql_api.stores.base import PostStore
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,10 @@ class Runtime:
                 if self.endpoint.authenticator is None:  # may read the dev secret file
                     self.endpoint.authenticator = await build_authenticator(self.settings)
                 await self.store.open()
-            except (StoreUnavailable, OSError, RuntimeError) as error:
+            except Exception as error:
                 self.failure = f"gql-api cannot start: store {self.store.name}: {error}"
+                with contextlib.suppress(Exception):  # release what was half opened
+                    await self.store.close()
                 raise
             self.started = True
             log.info("store %s open", self.store.name)
@@ -99,7 +101,7 @@ class _StartOnFirstRequest:
         if scope["type"] == "http" and not self.runtime.started:
             try:
                 await self.runtime.start()
-            except (StoreUnavailable, OSError, RuntimeError):
+            except Exception:  # noqa: BLE001 - answered as 503, said in the log
                 log.error("%s", self.runtime.failure)
                 response = JSONResponse(
                     {"errors": [request_error("the service cannot start", "STORE_UNAVAILABLE")]},

@@ -17,6 +17,9 @@ class RequestContext:
     viewer: Identity | None
     request_id: str
     profiles: DataLoader[str, ProfileRecord] = field(init=False)
+    # Profiles a page resolver loaded for all its posts at once: Post.author then answers
+    # from here without a coroutine per post.
+    known_profiles: dict[str, ProfileRecord] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # One loader per request: every Post.author in a response is one store call.

@@ -21,6 +21,7 @@ from graphql import (
     SelectionSetNode,
     VariableNode,
 )
+from graphql.utilities import value_from_ast_untyped
 
 from gql_api.validation import LIMITS
 
@@ -42,31 +43,40 @@ def estimate_cost(
             operation = definition
     if operation is None:
         return 0
-    return _selection_cost(operation.selection_set, fragments, variables or {}, frozenset())
+    values = {
+        definition.variable.name.value: value_from_ast_untyped(definition.default_value)
+        for definition in operation.variable_definitions or ()
+        if definition.default_value is not None
+    }
+    values.update(variables or {})
+    return _selection_cost(operation.selection_set, fragments, values, {}, frozenset())
 
 
 def _selection_cost(
     selection_set: SelectionSetNode | None,
     fragments: Mapping[str, FragmentDefinitionNode],
     variables: Mapping[str, Any],
+    memo: dict[str, int],
     seen: frozenset[str],
 ) -> int:
+    """Each fragment is costed once (``memo``): fragments spreading each other twice
+    cannot make this exponential."""
     if selection_set is None:
         return 0
     total = 0
     for selection in selection_set.selections:
         if isinstance(selection, FieldNode):
-            inner = _selection_cost(selection.selection_set, fragments, variables, seen)
+            inner = _selection_cost(selection.selection_set, fragments, variables, memo, seen)
             total += 1 + _page_size(selection, variables) * inner
         elif isinstance(selection, InlineFragmentNode):
-            total += _selection_cost(selection.selection_set, fragments, variables, seen)
+            total += _selection_cost(selection.selection_set, fragments, variables, memo, seen)
         elif isinstance(selection, FragmentSpreadNode):
             name = selection.name.value
-            if name in fragments and name not in seen:  # validation refuses cycles anyway
-                fragment = fragments[name]
-                total += _selection_cost(
-                    fragment.selection_set, fragments, variables, seen | {name}
+            if name not in memo and name in fragments and name not in seen:  # no cycles
+                memo[name] = _selection_cost(
+                    fragments[name].selection_set, fragments, variables, memo, seen | {name}
                 )
+            total += memo.get(name, 0)
     return total
 
 

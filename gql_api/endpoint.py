@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import orjson
 from graphql import OperationType
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -308,8 +309,8 @@ def _json(
     headers: dict[str, str] | None = None,
 ) -> Response:
     try:
-        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    except UnicodeEncodeError:  # a lone surrogate echoed from the request: escape it
+        content = orjson.dumps(body)
+    except TypeError:  # a lone surrogate echoed from the request: escape it
         content = json.dumps(body, separators=(",", ":")).encode()
     return Response(
         content,

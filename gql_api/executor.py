@@ -7,9 +7,10 @@ are done once per distinct query (bounded LRU caches), not once per request.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 import strawberry
 from graphql import (
@@ -23,11 +24,13 @@ from graphql import (
 )
 from graphql import execute as graphql_execute
 from graphql.utilities import get_operation_ast
+from strawberry.execution.is_awaitable import optimized_is_awaitable
 
 from gql_api.errors import ApiError
 from gql_api.query_limits import QueryLimits, limit_rules
 
 log = logging.getLogger(__name__)
+_is_awaitable = cast(Callable[[Any], TypeGuard[Awaitable[Any]]], optimized_is_awaitable)
 
 # Documents up to this size are cached; larger ones (rare, legitimate or not) are not,
 # so the caches stay small whatever clients send.
@@ -94,6 +97,7 @@ class Executor:
             variable_values=variables,
             operation_name=operation_name,
             executor_class=self._executor_class,
+            is_awaitable=_is_awaitable,  # a fast path for plain values
         )
         result: ExecutionResult = (
             await outcome if not isinstance(outcome, ExecutionResult) else outcome

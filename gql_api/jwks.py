@@ -154,34 +154,55 @@ class KeySet:
             await self._fetch()
 
     async def _fetch(self) -> None:
-        from jwt import PyJWK, PyJWKError
-
+        """Fetch the set; on any failure keep the keys held and try again only later."""
         self.fetches += 1
+        self._next_fetch = self._clock() + RETRY_INTERVAL  # until this fetch succeeds
         try:
-            response = await self._http.get(self.url, headers={"accept": "application/json"})
-            response.raise_for_status()
-            if len(response.content) > MAX_JWKS_BYTES:
-                raise ValueError(f"key set of {len(response.content)} bytes")
-            document = json.loads(response.content)
+            keys = _parse_key_set(await self._download())
         except Exception as error:  # noqa: BLE001 - the provider is down or answers nonsense
-            self._next_fetch = self._clock() + RETRY_INTERVAL
             log.warning("cannot fetch the key set from %s: %r", self.url, error)
             return
-        keys: dict[str, tuple[Any, str | None]] = {}
-        for entry in document.get("keys", []) if isinstance(document, dict) else []:
-            if (
-                not isinstance(entry, dict)
-                or entry.get("use", "sig") != "sig"
-                or "kid" not in entry
-            ):
-                continue
-            try:
-                keys[str(entry["kid"])] = (PyJWK(entry), entry.get("alg"))
-            except PyJWKError as error:  # an algorithm or key type we do not accept
-                log.info("skipping key %r of %s: %s", entry.get("kid"), self.url, error)
+        if not keys:
+            log.warning(
+                "the key set from %s holds no usable signing key; keeping %d",
+                self.url,
+                len(self._keys),
+            )
+            return
         self._keys = keys
         self._next_fetch = self._clock() + REFRESH_INTERVAL
         log.info("fetched %d signing keys from %s", len(keys), self.url)
+
+    async def _download(self) -> bytes:
+        """The key set's bytes, refusing a body over MAX_JWKS_BYTES as it arrives."""
+        async with self._http.stream(
+            "GET", self.url, headers={"accept": "application/json"}
+        ) as response:
+            response.raise_for_status()
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_JWKS_BYTES:
+                    raise ValueError(f"key set over {MAX_JWKS_BYTES} bytes")
+            return bytes(body)
+
+
+def _parse_key_set(raw: bytes) -> dict[str, tuple[Any, str | None]]:
+    from jwt import PyJWK
+
+    document = json.loads(raw)
+    entries = document.get("keys") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise ValueError("no list of keys")
+    keys: dict[str, tuple[Any, str | None]] = {}
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("use", "sig") != "sig" or "kid" not in entry:
+            continue
+        try:
+            keys[str(entry["kid"])] = (PyJWK(entry), entry.get("alg"))
+        except Exception as error:  # noqa: BLE001 - one bad key must not spoil the others
+            log.info("skipping key %r: %s", entry.get("kid"), error)
+    return keys
 
 
 class JwksAuthenticator:

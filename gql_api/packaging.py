@@ -9,6 +9,8 @@ entries sorted with one fixed timestamp and fixed permissions.
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,7 +58,10 @@ def build_lambda_zip(output: Path, *, python: str = "3.12", arch: str = "x86_64"
     with tempfile.TemporaryDirectory(prefix="gql-api-package-") as scratch:
         wheels = Path(scratch) / "wheels"
         target = Path(scratch) / "target"
-        _pip("wheel", "--no-deps", "--wheel-dir", str(wheels), str(root))
+        source = Path(scratch) / "source"
+        _export(root, source)  # never a stale build/ or a stray file of the checkout
+        build_pins = {"PIP_CONSTRAINT": str(root / "build-constraints.txt")}
+        _pip("wheel", "--no-deps", "--wheel-dir", str(wheels), str(source), env=build_pins)
         (wheel,) = wheels.glob("gql_api-*.whl")
         constraints = root / "constraints.txt"
         _pip(
@@ -120,9 +125,23 @@ def _left_out(relative: str) -> bool:
     )
 
 
-def _pip(*args: str) -> None:
+def _export(root: Path, destination: Path) -> None:
+    """Copy the files git tracks (as they are in the work tree) into ``destination``."""
+    command = ["git", "-C", str(root), "ls-files", "-z"]
+    listed = subprocess.run(command, capture_output=True, check=False)  # noqa: S603
+    if listed.returncode != 0:
+        raise PackagingError("gql-api package needs a git checkout (it packs the tracked files)")
+    for name in listed.stdout.decode().split("\0"):
+        if name and (root / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / name, destination / name)
+
+
+def _pip(*args: str, env: dict[str, str] | None = None) -> None:
     command = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet", *args]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+    result = subprocess.run(  # noqa: S603
+        command, capture_output=True, text=True, check=False, env={**os.environ, **(env or {})}
+    )
     if result.returncode != 0:
         said = "\n".join(line for line in result.stderr.splitlines() if "WARNING" not in line)
         raise PackagingError(f"pip {args[0]} failed:\n{said[-3000:]}")

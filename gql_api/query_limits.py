@@ -43,9 +43,10 @@ def limit_rules(limits: QueryLimits) -> list[type[ASTValidationRule]]:
             fragments = {
                 d.name.value: d for d in node.definitions if isinstance(d, FragmentDefinitionNode)
             }
+            memo: dict[str, int] = {}
             for definition in node.definitions:
                 if isinstance(definition, OperationDefinitionNode):
-                    depth = _depth(definition.selection_set, fragments, frozenset())
+                    depth = _depth(definition.selection_set, fragments, memo, frozenset())
                     if depth > limits.max_depth:
                         self.report_error(
                             _error(
@@ -103,8 +104,11 @@ def _error(message: str, code: str, node: Any) -> GraphQLError:
 def _depth(
     selection_set: SelectionSetNode | None,
     fragments: dict[str, FragmentDefinitionNode],
+    memo: dict[str, int],
     seen: frozenset[str],
 ) -> int:
+    """The deepest field path; each fragment is measured once (``memo``), so fragments
+    that spread each other twice cannot make this exponential."""
     if selection_set is None:
         return 0
     deepest = 0
@@ -112,13 +116,14 @@ def _depth(
         if isinstance(selection, FieldNode):
             if selection.name.value.startswith("__"):
                 continue  # introspection is as deep as the schema, and bounded by it
-            below = _depth(selection.selection_set, fragments, seen)
+            below = _depth(selection.selection_set, fragments, memo, seen)
             deepest = max(deepest, 1 + below)
         elif isinstance(selection, InlineFragmentNode):
-            deepest = max(deepest, _depth(selection.selection_set, fragments, seen))
+            deepest = max(deepest, _depth(selection.selection_set, fragments, memo, seen))
         elif isinstance(selection, FragmentSpreadNode):
             name = selection.name.value
-            if name in fragments and name not in seen:  # cycles are refused by another rule
+            if name not in memo and name in fragments and name not in seen:  # no cycles
                 fragment = fragments[name]
-                deepest = max(deepest, _depth(fragment.selection_set, fragments, seen | {name}))
+                memo[name] = _depth(fragment.selection_set, fragments, memo, seen | {name})
+            deepest = max(deepest, memo.get(name, 0))
     return deepest

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,6 +48,8 @@ def _wait_until_ready(process: subprocess.Popen[bytes], ready_url: str, log: IO[
         try:
             with urllib.request.urlopen(ready_url, timeout=2):  # noqa: S310 - loopback
                 return
+        except urllib.error.HTTPError:
+            return  # it answers (with an error status): it is up
         except OSError:
             if process.poll() is not None:
                 log.seek(0)

@@ -253,3 +253,40 @@ async def test_posts_a_browser_may_send_cross_site_are_415(
     )
     assert response.status_code == 415
     assert response.json()["errors"][0]["extensions"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+
+
+async def test_fragments_spread_twice_at_every_level_are_not_exponential(
+    http: httpx.AsyncClient,
+) -> None:
+    levels = 40  # 2**40 paths if each fragment were expanded where it is spread
+    fragments = " ".join(
+        f"fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} }}" for i in range(levels)
+    )
+    query = f"query {{ ...F0 }} {fragments} fragment F{levels} on Query {{ limits {{ maxTags }} }}"
+    started = time.monotonic()
+    response = await http.post("/graphql", json={"query": query})
+    assert time.monotonic() - started < 3
+    # Counted per spread (a safe over-estimate: execution merges them), it is refused.
+    assert [e["extensions"]["code"] for e in response.json()["errors"]] == ["QUERY_TOO_COMPLEX"]
+
+
+async def test_a_variables_default_counts_in_the_cost(settings: Settings) -> None:
+    lenient = settings.model_copy(update={"max_aliases": 1000})
+    fields = " ".join(f"a{i}: posts(first: $n) {{ nodes {{ id content }} }}" for i in range(70))
+    status, body = await ask(lenient, f"query($n: Int = 100) {{ {fields} }}")
+    assert (status, codes(body)) == (400, ["QUERY_TOO_COMPLEX"])
+    assert "estimated cost 21070" in body["errors"][0]["message"]  # 70 * (1 + 100 * 3)
+
+
+async def test_a_store_that_fails_to_start_on_lambda_is_a_json_503(settings: Settings) -> None:
+    class Broken(MemoryStore):
+        async def open(self) -> None:
+            raise ValueError("Invalid endpoint: nonsense")
+
+    app = create_app(settings, store=Broken())
+    transport = httpx.ASGITransport(app=app)  # no lifespan: the first request starts it
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.post("/graphql", json={"query": "{ limits { maxTags } }"})
+    assert response.status_code == 503
+    assert response.json()["errors"][0]["extensions"]["code"] == "STORE_UNAVAILABLE"
+    assert app.state.runtime.failure.endswith("Invalid endpoint: nonsense")

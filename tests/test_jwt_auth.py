@@ -41,6 +41,7 @@ class JwksServer:
 
     def __init__(self) -> None:
         self.keys: list[dict[str, Any]] = []
+        self.override: Any = None  # a whole document to answer instead of the key set
         self.fetches = 0
         self.down = False
         self._server: asyncio.Server | None = None
@@ -61,7 +62,8 @@ class JwksServer:
         if self.down:
             status, body = "503 Service Unavailable", b"{}"
         else:
-            status, body = "200 OK", json.dumps({"keys": self.keys}).encode()
+            document = {"keys": self.keys} if self.override is None else self.override
+            status, body = "200 OK", json.dumps(document).encode()
         head = (
             f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n"
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
@@ -477,3 +479,34 @@ async def test_doctor_checks_the_providers_keys(
     down = await asyncio.to_thread(run_cli, ["doctor"], env)
     assert down.returncode == 1
     assert f"FAIL  auth jwt: no signing keys from {server.url}; fix:" in down.stdout
+
+
+async def test_a_bad_key_in_the_set_does_not_spoil_the_others(
+    server: JwksServer, verifier: JwksAuthenticator, rsa_key: SigningKey
+) -> None:
+    broken = {"kty": "RSA", "kid": "broken", "n": "!!not base64!!", "e": "AQAB", "use": "sig"}
+    odd_curve = {"kty": "EC", "kid": "odd", "crv": "P-256", "x": "AA", "y": "AA", "use": "sig"}
+    server.keys = [broken, odd_curve, rsa_key.jwk]
+    assert (await verifier.authenticate(rsa_key.sign(claims()))).user_id == "user-1"
+    assert verifier.keys.known == [rsa_key.kid]
+
+
+@pytest.mark.parametrize("answer", [{"keys": []}, {"keys": "none"}, ["not", "an", "object"]])
+async def test_a_key_set_with_nothing_usable_keeps_the_keys_held(
+    server: JwksServer,
+    verifier: JwksAuthenticator,
+    rsa_key: SigningKey,
+    clock: Clock,
+    answer: Any,
+) -> None:
+    await verifier.authenticate(rsa_key.sign(claims()))
+    server.keys = []
+    server.override = answer
+    clock.now += 61
+    stranger = SigningKey("someone-new")
+    assert await refused(verifier, stranger.sign(claims())) == "token is signed with an unknown key"
+    assert (await verifier.authenticate(rsa_key.sign(claims()))).user_id == "user-1"
+    fetched = server.fetches
+    for _ in range(5):  # a failed refresh is not retried per request
+        await refused(verifier, stranger.sign(claims()))
+    assert server.fetches == fetched

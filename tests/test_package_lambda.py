@@ -21,6 +21,7 @@ PYTHON_312 = [
     shutil.which("python3.12"),
 ]
 SECRET = "package-test-secret-0123456789abcdef"
+ROOT = Path(__file__).resolve().parent.parent
 INVOKE = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
@@ -45,11 +46,23 @@ def python_312() -> str:
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     first = tmp_path_factory.mktemp("first") / "gql-api-lambda.zip"
     second = tmp_path_factory.mktemp("second") / "gql-api-lambda.zip"
+    # Leftovers of this machine that must never reach the function: an old build tree
+    # and an untracked file beside the package's assets.
+    stale = ROOT / "build" / "lib" / "gql_api" / "stale_module.py"
+    stray = ROOT / "gql_api" / "static" / "graphiql" / "stray-untracked.js"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text("raise SystemExit('stale')\n")
+    stray.write_text("// not tracked by git\n")
     outputs = []
-    for path in (first, second):
-        result = run_cli(["package", "lambda", "--python", "3.12", "-o", str(path)], cli_env(), 900)
-        assert result.returncode == 0, result.stderr
-        outputs.append(result.stdout)
+    try:
+        for path in (first, second):
+            command = ["package", "lambda", "--python", "3.12", "-o", str(path)]
+            result = run_cli(command, cli_env(), 900)
+            assert result.returncode == 0, result.stderr
+            outputs.append(result.stdout)
+    finally:
+        stale.unlink()
+        stray.unlink()
     return first, second, outputs[0]
 
 
@@ -71,6 +84,9 @@ def test_the_zip_holds_the_aws_stack_for_linux_and_nothing_of_this_machine(
     assert {"gql_api", "aioboto3", "mangum", "strawberry", "pydantic_core"} <= roots
     assert not roots & {"google", "azure", "bin"}
     assert not [n for n in names if "__pycache__" in n or n.endswith("direct_url.json")]
+    assert "gql_api/stale_module.py" not in names
+    assert "gql_api/static/graphiql/stray-untracked.js" not in names
+    assert "gql_api/static/graphiql/graphiql.min.js" in names
     assert any(
         n.startswith("pydantic_core/") and "cpython-312-x86_64-linux-gnu" in n for n in names
     )

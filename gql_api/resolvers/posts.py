@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import strawberry
 from strawberry import UNSET
 from strawberry.types import Info
+from strawberry.types.nodes import SelectedField, Selection
 
 from gql_api.context import RequestContext
 from gql_api.schema.types import (
@@ -42,11 +45,26 @@ async def posts(
         tag=given(tag),
         author_id=None if author is None else str(author),
     )
+    if page.edges and selects(info.selected_fields, "author"):
+        # One batched load for the page, so each Post.author answers without awaiting.
+        authors = list(dict.fromkeys(edge.post.author_id for edge in page.edges))
+        loaded = await info.context.profiles.load_many(authors)
+        info.context.known_profiles.update(zip(authors, loaded, strict=True))
     edges = [PostEdge(cursor=edge.cursor, node=Post.from_record(edge.post)) for edge in page.edges]
     return PostConnection(
         edges=edges,
         page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
     )
+
+
+def selects(selections: Sequence[Selection], name: str) -> bool:
+    """Whether ``name`` is selected anywhere under ``selections`` (fragments included)."""
+    for selection in selections:
+        if isinstance(selection, SelectedField) and selection.name == name:
+            return True
+        if selects(selection.selections, name):
+            return True
+    return False
 
 
 async def create_post(info: Context, input: CreatePostInput) -> Post:

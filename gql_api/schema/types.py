@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, TypeVar, cast
 
 import strawberry
 from strawberry import UNSET
 from strawberry.types import Info
 
 from gql_api.context import RequestContext
-from gql_api.stores.base import PostRecord
+from gql_api.stores.base import PostRecord, ProfileRecord
 from gql_api.validation import LIMITS
 
 T = TypeVar("T")
@@ -70,8 +70,19 @@ class Limits:
     max_page_size: int = LIMITS.max_page_size
 
 
-async def _post_author(root: strawberry.Parent[Post], info: Info[RequestContext, None]) -> Profile:
-    stored = await info.context.profiles.load(str(root.author_id))
+def _post_author(root: strawberry.Parent[Post], info: Info[RequestContext, None]) -> Profile:
+    known = info.context.known_profiles.get(str(root.author_id))
+    if known is not None:
+        return _author_profile(root, known)
+    # Not loaded with its page: a coroutine, which the executor awaits (batched by the loader).
+    return cast(Profile, _load_author(root, info))
+
+
+async def _load_author(root: Post, info: Info[RequestContext, None]) -> Profile:
+    return _author_profile(root, await info.context.profiles.load(str(root.author_id)))
+
+
+def _author_profile(root: Post, stored: ProfileRecord) -> Profile:
     return Profile(user_id=root.author_id, nickname=stored.nickname or root.author_nickname)
 
 
