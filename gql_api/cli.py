@@ -49,6 +49,8 @@ def serve(host: str, port: int) -> None:
         port=port,
         log_level=settings.log_level.lower(),
         proxy_headers=False,
+        access_log=False,  # gql_api.access logs each request, as JSON
+        log_config=None,  # keep the JSON logging set up above
         server_header=False,
         timeout_graceful_shutdown=10,
     )

@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import re
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,11 @@ from gql_api.auth import Authenticator, Identity, InvalidToken
 from gql_api.context import RequestContext
 from gql_api.cost import estimate_cost
 from gql_api.executor import Executor, RequestError, internal_error, request_error
+from gql_api.logs import STORE_CALLS
 from gql_api.service import PostService
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("gql_api.access")  # one line per request
 
 JSON = "application/json"
 GRAPHQL = "application/graphql"
@@ -84,6 +87,36 @@ class GraphQLEndpoint:
         await response(scope, receive, send)
 
     async def handle(self, request: Request) -> Response:
+        """Answer one request and log one line about it."""
+        started = time.perf_counter()
+        calls = [0]
+        reset = STORE_CALLS.set(calls)
+        request.state.operation = None
+        try:
+            response = await self._answer(request)
+        finally:
+            STORE_CALLS.reset(reset)
+        outcome = getattr(request.state, "outcome", None) or (
+            "OK" if response.status_code < 400 else str(response.status_code)
+        )
+        access_log.info(
+            "%s %s %s",
+            request.method,
+            request.url.path,
+            response.status_code,
+            extra={
+                "request_id": response.headers.get("x-request-id"),
+                "method": request.method,
+                "operation": request.state.operation,
+                "status": response.status_code,
+                "outcome": outcome,
+                "duration_ms": round(1000 * (time.perf_counter() - started), 2),
+                "store_calls": calls[0],
+            },
+        )
+        return response
+
+    async def _answer(self, request: Request) -> Response:
         request_id = _request_id(request)
         media_type = JSON
         try:
@@ -108,14 +141,18 @@ class GraphQLEndpoint:
             body = await self._run(request, params, viewer, request_id)
             status = 200
         except HttpError as error:
+            request.state.outcome = error.code
             body = {"errors": [request_error(error.message, error.code)]}
             return _json(body, error.status, media_type, request_id, error.headers)
         except RequestError as error:
+            request.state.outcome = _first_code(error.errors)
             body = {"errors": error.errors}
             status = 400 if media_type == GRAPHQL_RESPONSE_JSON else 200
         except Exception:
+            request.state.outcome = "INTERNAL_SERVER_ERROR"
             log.exception("request %s: unhandled error", request_id)
             return _json({"errors": [internal_error(request_id)]}, 500, media_type, request_id)
+        request.state.outcome = _first_code(body.get("errors", [])) or "OK"
         return _json(body, status, media_type, request_id)
 
     def _wants_graphiql(self, request: Request) -> bool:
@@ -202,6 +239,10 @@ class GraphQLEndpoint:
     ) -> dict[str, Any]:
         operation_name = params.get("operationName")
         prepared = self.executor.prepare(params["query"], operation_name)
+        # The operation's name, or its kind when it has none ("query", "mutation").
+        request.state.operation = prepared.name or (
+            prepared.operation.value if prepared.operation else None
+        )
         if request.method == "GET" and prepared.operation is not OperationType.QUERY:
             raise HttpError(
                 405,
@@ -229,6 +270,14 @@ class GraphQLEndpoint:
             context=context,
             request_id=request_id,
         )
+
+
+def _first_code(errors: list[dict[str, Any]]) -> str | None:
+    for error in errors:
+        code = error.get("extensions", {}).get("code")
+        if isinstance(code, str):
+            return code
+    return None
 
 
 def _description(reason: str) -> str:

@@ -50,6 +50,7 @@ class RequestError(Exception):
 class Prepared:
     document: DocumentNode
     operation: OperationType | None  # None when the operation cannot be determined
+    name: str | None = None  # the operation's name in the document
 
 
 class Executor:
@@ -78,7 +79,8 @@ class Executor:
                 else "the document has several operations: say which with operationName"
             )
             raise RequestError([request_error(message, "BAD_REQUEST")])
-        return Prepared(document=document, operation=operation.operation)
+        name = operation.name.value if operation.name else None
+        return Prepared(document=document, operation=operation.operation, name=name)
 
     async def execute(
         self,

@@ -1,12 +1,53 @@
-"""Logging set-up for the server process."""
+"""Logging: one JSON object per line, and the per-request record of what happened.
+
+Every line carries the time, level, logger and message, plus whatever the caller put in
+``extra`` (for requests: request id, operation, duration, outcome code, store calls).
+Tokens and post content are never logged: only such metadata is.
+"""
 
 from __future__ import annotations
 
+import contextvars
+import json
 import logging
+import time
+from typing import Any
+
+# Store calls made for the current request; the service adds one per call.
+STORE_CALLS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "store_calls", default=None
+)
+# LogRecord's own attributes, and uvicorn's coloured copy of the message.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        line.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
 
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "mangum"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
+def count_store_call() -> None:
+    calls = STORE_CALLS.get()
+    if calls is not None:
+        calls[0] += 1

@@ -24,6 +24,7 @@ from gql_api.errors import (
     StoreUnavailableError,
     Unauthenticated,
 )
+from gql_api.logs import count_store_call
 from gql_api.stores.base import (
     InvalidPosition,
     NotFound,
@@ -242,6 +243,7 @@ class PostService:
 
     async def _call(self, operation: Awaitable[T]) -> T:
         """Bound a store call in time; a slow or absent database is ``STORE_UNAVAILABLE``."""
+        count_store_call()
         try:
             async with asyncio.timeout(self._timeout):
                 return await operation
