@@ -82,7 +82,7 @@ async def opened(name: str, address: str | None, folder: Path) -> AsyncIterator[
 
 async def seed(store: PostStore, count: int) -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    semaphore = asyncio.Semaphore(16)
+    semaphore = asyncio.Semaphore(4)  # moto serves one request at a time
 
     async def one(i: int) -> None:
         async with semaphore:

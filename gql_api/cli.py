@@ -186,6 +186,8 @@ def package_lambda(python: str, arch: str, output: Path) -> None:
         f"{built.unzipped_bytes / 2**20:.1f} MiB unzipped, {built.files} files, "
         f"sha256 {built.sha256}"
     )
+    for name in built.untracked:
+        click.echo(f"warning: not packed, git does not track it: {name}", err=True)
     if built.zipped_bytes > MAX_DIRECT_UPLOAD_BYTES:
         click.echo(
             "note: over 50 MiB zipped, so it must be deployed through S3 (as `sam deploy` does)",

@@ -28,6 +28,7 @@ from gql_api.context import RequestContext
 from gql_api.cost import estimate_cost
 from gql_api.executor import Executor, RequestError, internal_error, request_error
 from gql_api.logs import STORE_CALLS
+from gql_api.persisted import PersistedQueries
 from gql_api.service import PostService
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class GraphQLEndpoint:
         self.authenticator = authenticator
         self.max_body_bytes = max_body_bytes
         self.graphiql = graphiql
+        self.persisted = PersistedQueries()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -185,7 +187,9 @@ class GraphQLEndpoint:
                 params = _decode_json(raw, "the request body is not valid JSON")
             if not isinstance(params, dict):
                 raise HttpError(400, "BAD_REQUEST", "the request body must be a JSON object")
-        return _check_params(params)
+        params = _check_shapes(params)
+        params["query"] = self.persisted.resolve(params.get("query"), params.get("extensions"))
+        return _check_query(params)
 
     async def _body(self, request: Request) -> bytes:
         too_large = HttpError(
@@ -284,10 +288,14 @@ def _description(reason: str) -> str:
     return f'error_description="{reason}"'
 
 
-def _check_params(params: dict[str, Any]) -> dict[str, Any]:
+def _check_query(params: dict[str, Any]) -> dict[str, Any]:
     query = params.get("query")
     if not isinstance(query, str) or not query.strip():
         raise HttpError(400, "BAD_REQUEST", "the request has no query (a non-empty string)")
+    return params
+
+
+def _check_shapes(params: dict[str, Any]) -> dict[str, Any]:
     for name in ("variables", "extensions"):
         if params.get(name) is not None and not isinstance(params[name], dict):
             raise HttpError(400, "BAD_REQUEST", f"{name} must be a JSON object")

@@ -42,6 +42,7 @@ class Package:
     unzipped_bytes: int
     files: int
     sha256: str
+    untracked: tuple[str, ...] = ()  # files of the package git does not track: not packed
 
 
 def project_root() -> Path:
@@ -102,7 +103,8 @@ def build_lambda_zip(output: Path, *, python: str = "3.12", arch: str = "x86_64"
                 ) << 16
                 archive.writestr(entry, _content(path))
     digest = hashlib.sha256(output.read_bytes()).hexdigest()
-    return Package(output, output.stat().st_size, unzipped, len(files), digest)
+    left_out = _git_files(root, "--others", "--exclude-standard", "gql_api")
+    return Package(output, output.stat().st_size, unzipped, len(files), digest, tuple(left_out))
 
 
 def _content(path: Path) -> bytes:
@@ -127,14 +129,18 @@ def _left_out(relative: str) -> bool:
 
 def _export(root: Path, destination: Path) -> None:
     """Copy the files git tracks (as they are in the work tree) into ``destination``."""
-    command = ["git", "-C", str(root), "ls-files", "-z"]
+    for name in _git_files(root):
+        if (root / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / name, destination / name)
+
+
+def _git_files(root: Path, *options: str) -> list[str]:
+    command = ["git", "-C", str(root), "ls-files", "-z", *options]
     listed = subprocess.run(command, capture_output=True, check=False)  # noqa: S603
     if listed.returncode != 0:
         raise PackagingError("gql-api package needs a git checkout (it packs the tracked files)")
-    for name in listed.stdout.decode().split("\0"):
-        if name and (root / name).is_file():
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(root / name, destination / name)
+    return [name for name in listed.stdout.decode().split("\0") if name]
 
 
 def _pip(*args: str, env: dict[str, str] | None = None) -> None:

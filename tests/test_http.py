@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -575,3 +576,34 @@ async def test_amplifying_queries_are_refused_before_execution(
     assert by_variable.json()["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
     fine = await gql(client, f"{{ {page} a: {page} }}")
     assert fine.json() == {"data": {"posts": {"nodes": []}, "a": {"nodes": []}}}
+
+
+async def test_persisted_queries_by_hash_over_get(client: httpx.AsyncClient) -> None:
+    import hashlib
+
+    query = "{ limits { maxTags maxPageSize } }"
+    digest = hashlib.sha256(query.encode()).hexdigest()
+    persisted = {"persistedQuery": {"version": 1, "sha256Hash": digest}}
+    unknown = await client.get(
+        "/graphql", params={"extensions": json.dumps(persisted)}, headers={"accept": JSON}
+    )
+    assert unknown.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
+    registered = await client.post("/graphql", json={"query": query, "extensions": persisted})
+    assert registered.json() == {"data": {"limits": {"maxTags": 10, "maxPageSize": 100}}}
+    by_hash = await client.get(
+        "/graphql", params={"extensions": json.dumps(persisted)}, headers={"accept": JSON}
+    )
+    assert by_hash.json() == registered.json()
+    wrong = {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}
+    mismatch = await client.post("/graphql", json={"query": query, "extensions": wrong})
+    assert mismatch.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    mutation = 'mutation { deletePost(id: "x") { id } }'
+    mutation_hash = {
+        "persistedQuery": {
+            "version": 1,
+            "sha256Hash": hashlib.sha256(mutation.encode()).hexdigest(),
+        }
+    }
+    await client.post("/graphql", json={"query": mutation, "extensions": mutation_hash})
+    over_get = await client.get("/graphql", params={"extensions": json.dumps(mutation_hash)})
+    assert over_get.status_code == 405

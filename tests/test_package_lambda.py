@@ -59,6 +59,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
             command = ["package", "lambda", "--python", "3.12", "-o", str(path)]
             result = run_cli(command, cli_env(), 900)
             assert result.returncode == 0, result.stderr
+            assert (
+                "not packed, git does not track it: gql_api/static/graphiql/stray" in result.stderr
+            )
             outputs.append(result.stdout)
     finally:
         stale.unlink()
