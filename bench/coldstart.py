@@ -21,14 +21,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.lambda_events import event  # noqa: E402
-from tests.servers import moto_server  # noqa: E402
+from tests.servers import moto_server, reset_moto  # noqa: E402
 
 TABLE = "gql-api-coldstart"
 
@@ -128,8 +127,7 @@ QUERY = (
 
 
 def prepare(url: str, env: dict[str, str]) -> None:
-    reset = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
-    urllib.request.urlopen(reset, timeout=10).close()
+    reset_moto(url)
     provision = subprocess.run(
         [sys.executable, "-m", "gql_api", "provision"], env=env, capture_output=True, text=True
     )

@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 from gql_api.auth import mint_dev_token  # noqa: E402
 from gql_api.settings import Settings  # noqa: E402
-from tests.helpers import cli_env, free_port  # noqa: E402
-from tests.servers import running  # noqa: E402
+from tests.helpers import cli_env  # noqa: E402
+from tests.servers import gql_api_server  # noqa: E402
 
 SECRET = "memory-bench-secret-0123456789abcdef"
 CONCURRENCY = 16
@@ -69,16 +69,12 @@ def main() -> None:
     warm = total // 10
     token = mint_dev_token(Settings(dev_secret=SECRET), SECRET, user_id="bench")
     with tempfile.TemporaryDirectory() as scratch:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
         env = cli_env(
             GQL_API_DEV_SECRET=SECRET,
             GQL_API_SQLITE_PATH=str(Path(scratch) / "gql-api.db"),
             GQL_API_LOG_LEVEL="WARNING",
         )
-        command = [sys.executable, "-m", "gql_api", "serve", "--port", str(port)]
-        with running(command, f"{url}/healthz", env=env) as server:
-            # uvicorn's serve runs in the process we started (python -m gql_api serve)
+        with gql_api_server(env) as (url, server):
             counter = itertools.count()
             asyncio.run(traffic(url, warm, token, counter))
             after_warm = rss_kib(server.pid)

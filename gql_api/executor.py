@@ -57,7 +57,6 @@ class Executor:
     def __init__(self, schema: strawberry.Schema, limits: QueryLimits | None = None) -> None:
         self.limits = limits or QueryLimits()
         self._rules = [*specified_rules, *limit_rules(self.limits)]
-        self._strawberry_schema = schema
         self._schema = schema._schema
         self._executor_class = schema.execution_context_class
         self._cached_check = lru_cache(maxsize=CACHE_ENTRIES)(self._check)

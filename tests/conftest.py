@@ -66,8 +66,7 @@ async def open_store(name: str, tmp_path: Path, request: pytest.FixtureRequest) 
         from gql_api.stores.dynamodb import DynamoDBStore
 
         url = request.getfixturevalue("moto_url")
-        async with httpx.AsyncClient() as http:
-            (await http.post(f"{url}/moto-api/reset")).raise_for_status()
+        await asyncio.to_thread(servers.reset_moto, url)
         store = DynamoDBStore(DYNAMODB_TABLE, endpoint_url=url)
     elif name == "firestore":
         from gql_api.stores.firestore import FirestoreStore

@@ -114,3 +114,20 @@ def cosmos_server() -> Iterator[str]:
     command = ["node", str(COSMOS_SERVER / "start.js"), "127.0.0.1", str(port)]
     with running(command, f"http://127.0.0.1:{port}/"):
         yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def gql_api_server(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`gql-api serve` on a free port with ``env``: its URL and its process."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "gql_api", "serve", "--port", str(port)]
+    with running(command, f"{url}/healthz", env=env) as process:
+        yield url, process
+
+
+def reset_moto(url: str) -> None:
+    """Forget every table and item of the moto server at ``url``."""
+    reset = urllib.request.Request(f"{url}/moto-api/reset", method="POST")  # noqa: S310
+    with urllib.request.urlopen(reset, timeout=10):  # noqa: S310 - the local moto server
+        pass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import stat
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import pytest
 
 from gql_api.schema import sdl
 from tests.helpers import cli_env, free_port, run_cli
-from tests.servers import running
+from tests.servers import gql_api_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -129,10 +128,7 @@ def test_doctor_fails_when_the_database_cannot_be_opened(
 
 @pytest.fixture
 def server(env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "gql_api", "serve", "--port", str(port)]
-    with running(command, f"{url}/healthz", env=env):
+    with gql_api_server(env) as (url, _):
         yield url
 
 

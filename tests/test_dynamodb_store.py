@@ -8,7 +8,6 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
 from gql_api.errors import StoreUnavailableError
@@ -16,13 +15,13 @@ from gql_api.service import NewPost, PostEdit, PostService
 from gql_api.stores.base import PageQuery
 from gql_api.stores.dynamodb import DynamoDBStore, table_definition
 from tests.helpers import ALICE, BOB, StepClock, cli_env, free_port, run_cli
+from tests.servers import reset_moto
 
 TABLE = "gql-api-dynamo"
 
 
 async def reset(moto_url: str) -> None:
-    async with httpx.AsyncClient() as http:
-        (await http.post(f"{moto_url}/moto-api/reset")).raise_for_status()
+    await asyncio.to_thread(reset_moto, moto_url)
 
 
 @pytest.fixture

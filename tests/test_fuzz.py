@@ -3,7 +3,6 @@ masked, and the store holds exactly what the API accepted."""
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
@@ -19,8 +18,8 @@ from gql_api.auth import mint_dev_token
 from gql_api.schema import sdl
 from gql_api.settings import Settings
 from gql_api.validation import LIMITS
-from tests.helpers import DEV_SECRET, cli_env, free_port
-from tests.servers import running
+from tests.helpers import DEV_SECRET, cli_env
+from tests.servers import gql_api_server
 
 EXAMPLES = 300  # of each kind: 600 requests in all
 ALLOWED_CODES = {
@@ -52,17 +51,13 @@ class Tally:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     folder = tmp_path_factory.mktemp("fuzz")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = cli_env(
         GQL_API_DEV_SECRET=DEV_SECRET,
         GQL_API_SQLITE_PATH=str(folder / "gql-api.db"),
         GQL_API_LOG_LEVEL="ERROR",
     )
     token = mint_dev_token(Settings(dev_secret=DEV_SECRET), DEV_SECRET, user_id="fuzzer")
-    with running(
-        [sys.executable, "-m", "gql_api", "serve", "--port", str(port)], f"{url}/healthz", env=env
-    ):
+    with gql_api_server(env) as (url, _):
         yield url, token
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,23 +14,21 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from gql_api.auth import mint_dev_token
 from gql_api.settings import Settings
-from tests.helpers import DEV_SECRET, cli_env, free_port
-from tests.servers import running
+from tests.helpers import DEV_SECRET, cli_env
+from tests.servers import gql_api_server
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 
 
 def serve(tmp: Path, **settings: str) -> Any:
-    port = free_port()
     env = cli_env(
         GQL_API_DEV_SECRET=DEV_SECRET,
         GQL_API_SQLITE_PATH=str(tmp / "gql-api.db"),
         GQL_API_LOG_LEVEL="WARNING",
         **settings,
     )
-    command = [sys.executable, "-m", "gql_api", "serve", "--port", str(port)]
-    return running(command, f"http://127.0.0.1:{port}/healthz", env=env), f"http://127.0.0.1:{port}"
+    return gql_api_server(env)
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +55,7 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server, url = serve(tmp_path_factory.mktemp("graphiql"))
-    with server:
+    with serve(tmp_path_factory.mktemp("graphiql")) as (url, _):
         yield url
 
 
@@ -199,8 +195,7 @@ def test_a_mutation_with_a_token_then_a_query_that_shows_it(browser: Browser, li
 
 
 def test_with_graphiql_off_a_browser_gets_the_json_error(browser: Browser, tmp_path: Path) -> None:
-    server, url = serve(tmp_path, GQL_API_GRAPHIQL="false")
-    with server:
+    with serve(tmp_path, GQL_API_GRAPHIQL="false") as (url, _):
         page = browser.new_page()
         response = page.goto(f"{url}/graphql")
         assert response is not None and response.status == 400

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,8 +16,8 @@ import pytest
 from gql_api.app import create_app
 from gql_api.settings import Settings
 from gql_api.stores.memory import MemoryStore
-from tests.helpers import DEV_SECRET, cli_env, free_port
-from tests.servers import running
+from tests.helpers import DEV_SECRET, cli_env
+from tests.servers import gql_api_server
 
 GRAPHQL_JSON = "application/graphql-response+json"
 
@@ -130,16 +129,13 @@ def test_introspection_is_off_by_default_on_lambda() -> None:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = cli_env(
         GQL_API_STORE="memory",
         GQL_API_DEV_SECRET=DEV_SECRET,
         GQL_API_SQLITE_PATH=str(tmp_path_factory.mktemp("live") / "db.sqlite"),
         GQL_API_LOG_LEVEL="WARNING",
     )
-    command = [sys.executable, "-m", "gql_api", "serve", "--port", str(port)]
-    with running(command, f"{url}/healthz", env=env):
+    with gql_api_server(env) as (url, _):
         yield url
 
 

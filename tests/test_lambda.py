@@ -7,7 +7,6 @@ import importlib
 import json
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from gql_api.auth import mint_dev_token
 from gql_api.settings import Settings, SettingsError
 from tests.helpers import cli_env, run_cli
 from tests.lambda_events import SHAPES, event
+from tests.servers import reset_moto
 
 TABLE = "gql-api-lambda"
 SECRET = "lambda-test-secret-0123456789abcdef"
@@ -44,9 +44,7 @@ class Context:
 
 @pytest.fixture
 def lambda_env(moto_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    reset = urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")  # noqa: S310
-    with urllib.request.urlopen(reset, timeout=10):  # noqa: S310 - the local moto server
-        pass
+    reset_moto(moto_url)
     values = {
         "GQL_API_STORE": "dynamodb",
         "GQL_API_DYNAMODB_ENDPOINT": moto_url,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from tests.helpers import cli_env, run_cli
 from tests.lambda_events import event
+from tests.servers import reset_moto
 
 # pyenv's own interpreter, not its shim (a shim answers 127 where 3.12 is not selected).
 PYTHON_312 = [
@@ -101,9 +101,7 @@ def test_the_unpacked_zip_serves_an_event_with_python_312(
     unpacked = tmp_path / "function"
     with zipfile.ZipFile(built[0]) as archive:
         archive.extractall(unpacked)
-    reset = urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")  # noqa: S310
-    with urllib.request.urlopen(reset, timeout=10):  # noqa: S310 - the local moto server
-        pass
+    reset_moto(moto_url)
     settings = {
         "GQL_API_STORE": "dynamodb",
         "GQL_API_DYNAMODB_ENDPOINT": moto_url,
