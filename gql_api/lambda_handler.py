@@ -2,10 +2,12 @@
 
 The app is built when the execution environment starts (the init phase, which a
 SnapStart snapshot captures): settings are read and checked then, so a bad setting
-fails the deployment's first invocation loudly instead of answering 500s. The store
-client is created by the first request, after any snapshot restore, and reused by every
-later invocation of the environment. Mangum's lifespan is off: it would open and close
-the store around every invocation.
+fails the deployment's first invocation loudly instead of answering 500s. The init
+phase also imports the store's SDK and loads its service model (``prepare``): Lambda
+runs init at full CPU, and with SnapStart it is paid once per published version. The
+store client, its credentials and its connections come with the first request, after
+any snapshot restore, and every later invocation of the environment reuses them.
+Mangum's lifespan is off: it would open and close the store around every invocation.
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ from mangum import Mangum
 from gql_api.app import create_app
 from gql_api.logs import configure_logging
 from gql_api.settings import load_settings
+from gql_api.stores import Preparable, create_store
 
 settings = load_settings()
 configure_logging(settings.log_level)
-app = create_app(settings)
+store = create_store(settings)
+if isinstance(store, Preparable):
+    store.prepare()
+app = create_app(settings, store=store)
 handler = Mangum(app, lifespan="off")

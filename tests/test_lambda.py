@@ -164,8 +164,12 @@ def test_dev_auth_is_refused_at_init_on_lambda(
 
 PROBE = """
 import json, sys
-import gql_api.lambda_handler
-print(json.dumps(sorted(sys.modules)))
+import gql_api.lambda_handler as handler
+loaded = sorted(sys.modules)
+store = handler.app.state.store
+loader = store._session._session.get_component("data_loader")
+cached = [list(key[:2]) for key in loader._cache]
+print(json.dumps({"modules": loaded, "client": store._client is not None, "cached": cached}))
 """
 
 
@@ -176,13 +180,21 @@ def test_importing_the_handler_loads_no_other_cloud_and_no_unused_module(tmp_pat
         GQL_API_DEV_SECRET=SECRET,
         GQL_API_SQLITE_PATH=str(tmp_path / "unused.db"),
     )
-    loaded = json.loads(
+    probed = json.loads(
         subprocess.run(
             [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True
         ).stdout
     )
+    loaded = probed["modules"]
+    # The init phase loads the SDK and DynamoDB's model, and opens nothing.
+    assert "aiobotocore.client" in loaded
+    assert ["load_service_model", "dynamodb"] in probed["cached"]
+    assert ["load_data_with_path", "endpoints"] in probed["cached"]
+    assert probed["client"] is False
     roots = {name.split(".")[0] for name in loaded}
-    assert not roots & {"google", "grpc", "azure", "aiosqlite", "uvicorn", "click", "httpx", "jwt"}
+    # httpx and click are loaded: aiobotocore imports httpx (an optional HTTP backend) when
+    # it is installed, and httpx its command line.
+    assert not roots & {"google", "grpc", "azure", "aiosqlite", "uvicorn", "jwt"}
     ours = {name for name in loaded if name.startswith("gql_api.")}
     assert not ours & {
         "gql_api.stores.sqlite",

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 from gql_api.settings import Settings
 from gql_api.stores.base import PostStore
+
+
+@runtime_checkable
+class Preparable(Protocol):
+    """A store that can load its SDK ahead of the first request, opening nothing."""
+
+    def prepare(self) -> None: ...
 
 
 def create_store(settings: Settings) -> PostStore:

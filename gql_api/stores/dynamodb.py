@@ -70,6 +70,7 @@ from gql_api.stores.base import (
 from gql_api.stores.keyset import from_micros, parse_position, position_of, to_micros
 
 if TYPE_CHECKING:
+    import aioboto3
     from types_aiobotocore_dynamodb import DynamoDBClient
 
 log = logging.getLogger(__name__)
@@ -145,14 +146,36 @@ class DynamoDBStore:
         self.feed_shards = feed_shards
         self._client: DynamoDBClient | None = None
         self._exit_stack: contextlib.AsyncExitStack | None = None
+        self._session: aioboto3.Session | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
 
-    async def open(self) -> None:
+    def prepare(self) -> None:
+        """Import the SDK and load DynamoDB's model and endpoint data, opening nothing.
+
+        Lambda calls this in the init phase, which runs at full CPU and which a
+        SnapStart snapshot captures, so the first request only makes the client (a few
+        milliseconds). No connection is opened and no credential is read: both come
+        with the client, after any snapshot restore.
+        """
+        if self._session is not None:
+            return
         import aioboto3
-        from aiobotocore.config import AioConfig
 
         session = aioboto3.Session()
+        loader = session._session.get_component("data_loader")  # botocore's own loader
+        loader.load_service_model("dynamodb", "service-2")
+        loader.load_service_model("dynamodb", "endpoint-rule-set-1")
+        for name in ("endpoints", "partitions", "_retry", "sdk-default-configuration"):
+            loader.load_data(name)
+        self._session = session
+
+    async def open(self) -> None:
+        from aiobotocore.config import AioConfig
+
+        self.prepare()
+        session = self._session
+        assert session is not None  # made by prepare()
         region = self.region or session.region_name
         if region is None:
             if self.endpoint_url is None:
