@@ -40,6 +40,7 @@ from gql_api.validation import (
     check_content,
     check_image_key_count,
     check_image_keys,
+    check_nickname,
     check_page_size,
     check_user_id,
     is_plausible_post_id,
@@ -209,6 +210,16 @@ class PostService:
         """Profiles in the order asked, one store call for all (the DataLoader's batch)."""
         found = await self._call(self.store.get_profiles(list(dict.fromkeys(user_ids))))
         return [found.get(uid) or ProfileRecord(user_id=uid) for uid in user_ids]
+
+    async def update_profile(self, viewer: Identity | None, nickname: str) -> ProfileRecord:
+        """Store the caller's nickname (trimmed): one write, no read; the last write wins."""
+        user = _signed_in(viewer)
+        profile = ProfileRecord(
+            user_id=user.user_id,
+            nickname=check_nickname(nickname, "nickname"),
+            updated_at=self._now(),
+        )
+        return await self._call(self.store.put_profile(profile))
 
     async def _write(
         self,

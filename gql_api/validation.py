@@ -157,13 +157,43 @@ def is_plausible_post_id(post_id: str) -> bool:
     return 0 < len(post_id) <= LIMITS.max_id_length and not has_surrogates(post_id)
 
 
+# Unicode's bidirectional controls: inside a nickname they would reorder the text shown
+# around it (a post, a name beside it). Other format characters stay allowed: the zero
+# width joiner builds emoji sequences, the non-joiner spells Persian, tag characters
+# make subdivision flags.
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
+def check_nickname(raw: str, field: str) -> str:
+    """Trimmed; 1-50 characters (code points), at least one of them visible; no control
+    characters (Unicode category Cc: newlines, tabs, escapes...) or bidirectional controls."""
+    if has_surrogates(raw):
+        raise BadUserInput(f"{field} contains an invalid character (a lone surrogate)", field=field)
+    nickname = raw.strip()
+    if all(char.isspace() or unicodedata.category(char) == "Cf" for char in nickname):
+        raise BadUserInput(f"{field} must not be empty, blank or invisible", field=field)
+    if len(nickname) > LIMITS.max_nickname_length:
+        raise BadUserInput(
+            f"{field} is too long: {len(nickname)} characters after trimming, "
+            f"at most {LIMITS.max_nickname_length}",
+            field=field,
+        )
+    if any(_is_control(char) or char in _BIDI_CONTROLS for char in nickname):
+        raise BadUserInput(
+            f"{field} must not contain control characters (newlines, tabs and the like) "
+            "or bidirectional text controls",
+            field=field,
+        )
+    return nickname
+
+
 def clean_nickname(raw: object) -> str | None:
     """A nickname claim from a token, kept only when it is a valid nickname."""
     if not isinstance(raw, str):
         return None
-    nickname = raw.strip()
-    if not 1 <= len(nickname) <= LIMITS.max_nickname_length:
+    try:
+        return check_nickname(raw, "nickname")
+    except BadUserInput:
         return None
-    if any(_is_control(char) for char in nickname):
-        return None
-    return nickname

@@ -76,15 +76,20 @@ async def test_round_trips_and_request_charges(
         charges["update"] = store.last_charge
         await service.delete_post(ALICE, post.id)
         assert trips.take() == 2
+        await service.update_profile(ALICE, "Alice")
+        assert trips.take() == 1
+        charges["profile"] = store.last_charge
+        await service.load_profiles(["alice", "bob"])
+        assert trips.take() == 1
     # Bounds from Cosmos DB's published costs of small items: a point read 1 RU, a write
     # about 5-10 RU, a page query a few RU. (The local server reports 1 RU for every
     # request, so here the bound shows that each charge is read and logged.)
-    bounds = {"get": 2, "create": 15, "update": 20, "page": 20}
+    bounds = {"get": 2, "create": 15, "update": 20, "page": 20, "profile": 15}
     for operation, bound in bounds.items():
         charge = charges[operation]
         assert charge is not None and 0 < charge <= bound, (operation, charge)
     logged = [r.getMessage() for r in caplog.records if r.name == "gql_api.stores.cosmos"]
-    for operation in ("create", "get", "page", "update", "delete"):
+    for operation in ("create", "get", "page", "update", "delete", "profile", "profiles"):
         assert any(m.startswith(f"cosmos {operation}: ") and m.endswith(" RU") for m in logged)
 
 

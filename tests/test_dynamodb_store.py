@@ -74,6 +74,8 @@ async def test_round_trips_of_each_operation(dynamo: DynamoDBStore) -> None:
     assert trips.take() == {"GetItem": 1, "TransactWriteItems": 1}
     await service.delete_post(ALICE, post.id)
     assert trips.take() == {"GetItem": 1, "TransactWriteItems": 1}
+    await service.update_profile(ALICE, "Alice")
+    assert trips.take() == {"PutItem": 1}
     await service.load_profiles(["alice", "bob", "carol"])
     assert trips.take() == {"BatchGetItem": 1}
 

@@ -80,6 +80,8 @@ async def test_round_trips_of_each_operation(firestore: FirestoreStore) -> None:
     assert trips.take() == {"batch_get_documents": 1, "commit": 1}
     await service.delete_post(ALICE, post.id)
     assert trips.take() == {"batch_get_documents": 1, "commit": 1}
+    await service.update_profile(ALICE, "Alice")
+    assert trips.take() == {"commit": 1}
     await service.load_profiles(["alice", "bob"])
     assert trips.take() == {"batch_get_documents": 1}
 

@@ -148,6 +148,63 @@ async def test_author_nickname_comes_from_the_token_claim(
     ]
 
 
+UPDATE_PROFILE = "mutation($n: String!) { updateProfile(nickname: $n) { userId nickname } }"
+
+
+async def test_a_stored_nickname_replaces_the_claim_everywhere(
+    client: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
+    alice = token("alice", nickname="Claimed")
+    await gql(client, CREATE, {"content": "hi"}, token=alice)
+    updated = await gql(client, UPDATE_PROFILE, {"n": "  Stored 🎉 "}, token=alice)
+    assert updated.json() == {
+        "data": {"updateProfile": {"userId": "alice", "nickname": "Stored 🎉"}}
+    }
+    query = """{
+      viewer { profile { userId nickname } }
+      profile(userId: "alice") { userId nickname }
+      posts { nodes { author { userId nickname } } }
+    }"""
+    stored = {"userId": "alice", "nickname": "Stored 🎉"}
+    for caller in (alice, token("bob")):
+        data = (await gql(client, query, token=caller)).json()["data"]
+        assert data["profile"] == stored
+        assert data["posts"]["nodes"] == [{"author": stored}]
+    assert (await gql(client, query, token=alice)).json()["data"]["viewer"] == {"profile": stored}
+
+
+async def test_update_profile_refusals_change_nothing(
+    client: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
+    anonymous = await gql(client, UPDATE_PROFILE, {"n": "Nobody"})
+    assert anonymous.json()["data"] is None
+    assert anonymous.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    for bad in ("   ", "x" * 51, "two\nlines"):
+        refused = await gql(client, UPDATE_PROFILE, {"n": bad}, token=token("alice"))
+        assert refused.json()["errors"][0]["extensions"] == {
+            "code": "BAD_USER_INPUT",
+            "field": "nickname",
+        }
+    read = await gql(client, '{ profile(userId: "alice") { nickname } }')
+    assert read.json() == {"data": {"profile": {"nickname": None}}}
+
+
+async def test_fields_after_update_profile_in_one_request_see_the_new_nickname(
+    client: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
+    mutation = """mutation {
+      before: createPost(input: {content: "a"}) { author { nickname } }
+      updateProfile(nickname: "New") { nickname }
+      after: createPost(input: {content: "b"}) { author { nickname } }
+    }"""
+    response = await gql(client, mutation, token=token("alice", nickname="Old"))
+    assert response.json()["data"] == {
+        "before": {"author": {"nickname": "Old"}},
+        "updateProfile": {"nickname": "New"},
+        "after": {"author": {"nickname": "New"}},
+    }
+
+
 async def test_authors_are_loaded_in_one_store_call(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "db.sqlite")
     calls: list[list[str]] = []
@@ -164,17 +221,26 @@ async def test_authors_are_loaded_in_one_store_call(tmp_path: Path) -> None:
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
     ):
-        for i in range(9):
-            user = ["ann", "ben", "cat"][i % 3]
+        users = ["ann", "ben", "cat", "dan", "eve", "fay"]
+        for user in users:
             token = mint_dev_token(settings, DEV_SECRET, user_id=user)
+            await gql(client, UPDATE_PROFILE, {"n": user.title()}, token=token)
+        for i in range(18):
+            token = mint_dev_token(settings, DEV_SECRET, user_id=users[i % 6])
             await gql(client, CREATE, {"content": f"#{i}"}, token=token)
+        assert calls == []  # writes read no profile
         response = await gql(
             client,
             "{ posts { nodes { author { userId } } edges { node { author { nickname } } } } }",
         )
-    nodes = response.json()["data"]["posts"]["nodes"]
-    assert len(nodes) == 9
-    assert calls == [["cat", "ben", "ann"]]
+    data = response.json()["data"]["posts"]
+    assert [node["author"]["userId"] for node in data["nodes"]] == [
+        users[i % 6] for i in range(17, -1, -1)
+    ]
+    assert [edge["node"]["author"]["nickname"] for edge in data["edges"]] == [
+        users[i % 6].title() for i in range(17, -1, -1)
+    ]
+    assert calls == [["fay", "eve", "dan", "cat", "ben", "ann"]]
 
 
 # --- request errors ------------------------------------------------------------------------

@@ -19,8 +19,8 @@ from gql_api.errors import (
     Unauthenticated,
 )
 from gql_api.service import NewPost, PostEdit, PostService
-from gql_api.stores.base import PageQuery, PostChanges, PostRecord, PostStore
-from tests.helpers import ADMIN, ALICE, BOB
+from gql_api.stores.base import PageQuery, PostChanges, PostRecord, PostStore, ProfileRecord
+from tests.helpers import ADMIN, ALICE, BOB, StepClock
 
 
 async def alice_post(service: PostService, **values: object) -> str:
@@ -310,6 +310,76 @@ async def test_tag_argument_is_normalized_like_tags(service: PostService) -> Non
         await service.list_posts(tag="two words")
 
 
+# --- profiles ------------------------------------------------------------------------------
+
+
+async def nickname_of(service: PostService, user_id: str) -> str | None:
+    return (await service.load_profiles([user_id]))[0].nickname
+
+
+async def test_update_profile_stores_the_trimmed_nickname(
+    service: PostService, clock: StepClock
+) -> None:
+    stored = await service.update_profile(ALICE, "  Alice \n")
+    assert (stored.user_id, stored.nickname) == ("alice", "Alice")
+    assert stored.updated_at == clock.now
+    assert await service.load_profiles(["alice", "bob"]) == [stored, ProfileRecord("bob")]
+    renamed = await service.update_profile(ALICE, "Ally")
+    assert await service.load_profiles(["alice"]) == [renamed]
+
+
+async def test_nickname_length_is_counted_in_code_points_after_trimming(
+    service: PostService,
+) -> None:
+    for nickname in ("x", "é" * 50, "🎉" * 50, " \t" * 30 + "y" * 50 + "  "):
+        assert (await service.update_profile(ALICE, nickname)).nickname == nickname.strip()
+        assert await nickname_of(service, "alice") == nickname.strip()
+    with pytest.raises(BadUserInput) as raised:
+        await service.update_profile(ALICE, "é" * 51)
+    assert raised.value.extensions == {"code": "BAD_USER_INPUT", "field": "nickname"}
+    assert "at most 50" in raised.value.message
+
+
+# Joiners and tag characters are format characters (Cf) that real names and emoji use.
+ALLOWED_NICKNAMES = [
+    "👨\u200d👩\u200d👧",
+    "Ali\u200cReza",
+    "🏴\U000e0067\U000e0062\U000e007f",
+    "a b",
+]
+REFUSED_NICKNAMES = [
+    "",
+    "   ",
+    "\n\t",
+    "\u200b",  # only an invisible character
+    "line\nbreak",
+    "tab\there",
+    "nul\x00",
+    "del\x7f",
+    "c1\x85inside",
+    "bell\x07",
+    "evil\u202eright-to-left",
+    "iso\u2066late",
+    "bad \ud800 surrogate",
+]
+
+
+async def test_nickname_characters(service: PostService) -> None:
+    for nickname in ALLOWED_NICKNAMES:
+        assert (await service.update_profile(ALICE, nickname)).nickname == nickname
+    for nickname in REFUSED_NICKNAMES:
+        with pytest.raises(BadUserInput) as raised:
+            await service.update_profile(ALICE, nickname)
+        assert raised.value.extensions["field"] == "nickname", repr(nickname)
+    assert await nickname_of(service, "alice") == ALLOWED_NICKNAMES[-1]  # none stored
+
+
+async def test_anonymous_may_not_update_a_profile(service: PostService) -> None:
+    for nickname in ("Nobody", ""):  # refused as anonymous before the input is looked at
+        with pytest.raises(Unauthenticated):
+            await service.update_profile(None, nickname)
+
+
 # --- store outages -------------------------------------------------------------------------
 
 
@@ -333,3 +403,5 @@ async def test_a_store_that_does_not_answer_is_store_unavailable(store: PostStor
         await service.get_post("x")
     with pytest.raises(StoreUnavailableError):
         await service.create_post(ALICE, NewPost(content="x"))
+    with pytest.raises(StoreUnavailableError):
+        await service.update_profile(ALICE, "Alice")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from gql_api.errors import StoreUnavailableError
 from gql_api.service import NewPost, PostService
-from gql_api.stores.base import PageQuery, PostRecord, StoreUnavailable
+from gql_api.stores.base import PageQuery, PostRecord, ProfileRecord, StoreUnavailable
 from gql_api.stores.sqlite import MIGRATIONS, SqliteStore, _page_sql
 from tests.helpers import ALICE, record
 
@@ -68,6 +69,25 @@ async def test_data_and_schema_survive_a_restart(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_a_version_1_database_is_migrated_and_keeps_its_profiles(tmp_path: Path) -> None:
+    path = tmp_path / "gql-api.db"
+    with sqlite3.connect(path) as db:  # as the first release left it
+        db.executescript(MIGRATIONS[0])
+        db.execute("INSERT INTO profiles (user_id, nickname) VALUES ('alice', 'Alice')")
+        db.execute("PRAGMA user_version = 1")
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        assert await store.get_profiles(["alice"]) == {"alice": ProfileRecord("alice", "Alice")}
+        renamed = ProfileRecord("alice", "Ally", updated_at=datetime(2026, 3, 1, tzinfo=UTC))
+        await store.put_profile(renamed)
+        assert await store.get_profiles(["alice"]) == {"alice": renamed}
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
 
 
 async def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:

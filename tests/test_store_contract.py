@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import timedelta
+import hashlib
+from datetime import UTC, datetime, timedelta
 from itertools import chain
 
 import pytest
@@ -16,6 +17,7 @@ from gql_api.stores.base import (
     PostChanges,
     PostRecord,
     PostStore,
+    ProfileRecord,
     VersionConflict,
 )
 from tests.helpers import record
@@ -204,6 +206,60 @@ async def test_foreign_position_is_refused(store: PostStore, token: str) -> None
 async def test_profiles_are_fetched_in_one_call(store: PostStore) -> None:
     assert await store.get_profiles([]) == {}
     assert await store.get_profiles(["nobody", "else"]) == {}
+
+
+PROFILE_TIME = datetime(2026, 2, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def profile(user_id: str, nickname: str, minutes: int = 0) -> ProfileRecord:
+    return ProfileRecord(user_id, nickname, PROFILE_TIME + timedelta(minutes=minutes))
+
+
+async def test_a_stored_profile_reads_back_equal(store: PostStore) -> None:
+    alice = profile("alice", "Alice 🎉 ünï")
+    assert await store.put_profile(alice) == alice
+    assert await store.get_profiles(["alice", "bob"]) == {"alice": alice}
+
+
+async def test_a_profile_write_replaces_that_profile_only(store: PostStore) -> None:
+    await store.put_profile(profile("alice", "Alice"))
+    bob = await store.put_profile(profile("bob", "Bob"))
+    renamed = await store.put_profile(profile("alice", "Ally", minutes=5))
+    assert await store.get_profiles(["alice", "bob", "carol"]) == {"alice": renamed, "bob": bob}
+    assert await store.get_profiles(["bob"]) == {"bob": bob}
+
+
+async def test_concurrent_profile_writes_leave_one_whole_write(store: PostStore) -> None:
+    writes = [profile("alice", f"name {i}", minutes=i) for i in range(8)]
+    await asyncio.gather(*(store.put_profile(p) for p in writes))
+    stored = (await store.get_profiles(["alice"]))["alice"]
+    assert stored in writes  # nickname and time from the same write, never mixed
+
+
+# A token's sub may be any string: ids no document store takes as a document id, ids
+# that look like another id's stand-in, long ones, and plain ones.
+ODD_USER_IDS = [
+    "a/b",
+    "a\\b",
+    ".",
+    "..",
+    "__x__",
+    "#?",
+    "~" + hashlib.sha256(b"a/b").hexdigest(),
+    "u" * 256,
+    "ünï cödé 🎉",
+    "auth0|0123456789",
+    "https://issuer.example/users/42",
+]
+
+
+async def test_every_user_id_holds_a_profile_of_its_own(store: PostStore) -> None:
+    for number, user_id in enumerate(ODD_USER_IDS):
+        await store.put_profile(profile(user_id, f"nick {number}"))
+    found = await store.get_profiles(ODD_USER_IDS)
+    assert found == {
+        user_id: profile(user_id, f"nick {number}") for number, user_id in enumerate(ODD_USER_IDS)
+    }
 
 
 async def test_ping_answers(store: PostStore) -> None:

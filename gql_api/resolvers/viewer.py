@@ -31,5 +31,12 @@ async def profile(info: Context, user_id: strawberry.ID) -> Profile | None:
     return Profile(user_id=user_id, nickname=stored.nickname or claimed)
 
 
+async def update_profile(info: Context, nickname: str) -> Profile:
+    stored = await info.context.service.update_profile(info.context.viewer, nickname)
+    # Later fields of this response read the new nickname, not one loaded before it.
+    info.context.profiles.prime(stored.user_id, stored, force=True)
+    return Profile(user_id=strawberry.ID(stored.user_id), nickname=stored.nickname)
+
+
 def limits() -> Limits:
     return Limits()

@@ -47,6 +47,11 @@ class Mutation:
     create_post: Post = strawberry.field(resolver=post_resolvers.create_post)
     update_post: Post = strawberry.field(resolver=post_resolvers.update_post)
     delete_post: DeletePostPayload = strawberry.field(resolver=post_resolvers.delete_post)
+    update_profile: Profile = strawberry.field(
+        resolver=viewer_resolvers.update_profile,
+        description="Set the caller's nickname: trimmed, then 1-50 characters, "
+        "no control characters.",
+    )
 
 
 schema = strawberry.Schema(

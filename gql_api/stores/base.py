@@ -7,6 +7,8 @@ holds the rules, and one contract test suite holds every store to the same behav
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,6 +49,7 @@ class PostChanges:
 class ProfileRecord:
     user_id: str
     nickname: str | None = None
+    updated_at: datetime | None = None  # when the nickname was last stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +109,20 @@ async def with_etag(
     if stored.version != current.version:
         raise VersionConflict(stored.version)
     return stored
+
+
+# User ids kept as they are where a store names a document after one (Firestore, Cosmos DB).
+# Both refuse "/"; Cosmos DB also a backslash, "?", "#" and ids over 255 characters;
+# Firestore "." and "..". Any other id (a token's sub may be any string) is named by its hash.
+_PLAIN_DOCUMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:|+=-]{0,199}")
+
+
+def profile_document_id(user_id: str) -> str:
+    """The document id of a user's profile: the user id itself when every store can take
+    it, else ``~`` and its SHA-256 (no plain id starts with ``~``, so the two never meet)."""
+    if _PLAIN_DOCUMENT_ID.fullmatch(user_id):
+        return user_id
+    return "~" + hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class StoreError(Exception):
@@ -179,3 +196,10 @@ class PostStore(Protocol):
 
     async def get_profiles(self, user_ids: Sequence[str]) -> Mapping[str, ProfileRecord]:
         """The stored profiles among ``user_ids`` (absent ids are simply missing)."""
+
+    async def put_profile(self, profile: ProfileRecord) -> ProfileRecord:
+        """Store ``profile`` under its user id, replacing any stored one, and return it.
+
+        One atomic point write (no read first): concurrent writers never mix their
+        values, and the last write wins.
+        """

@@ -7,7 +7,9 @@ Containers (in the database ``GQL_API_COSMOS_DATABASE``):
   in microseconds, ``version``, ``authorNickname``). With the id as partition key a
   read by id is a point read (about 1 RU), writes spread over every physical
   partition, and no logical partition ever grows past one item.
-- ``profiles``, partition key ``/id`` (the user id): ``nickname``.
+- ``profiles``, partition key ``/id`` (the user id, or its hash when Cosmos DB cannot
+  take it as an id: ``profile_document_id``): ``userId``, ``nickname``, ``updatedUs``.
+  Written by one ``upsert_item`` (atomic; the last write wins).
 
 Pages are single queries: ``SELECT TOP first+1 ... ORDER BY c.createdUs DESC, c.id
 DESC``, narrowed by ``c.authorId = @author`` and/or ``ARRAY_CONTAINS(c.tags, @tag)``
@@ -55,6 +57,7 @@ from gql_api.stores.base import (
     StoreUnavailable,
     VersionConflict,
     page_of,
+    profile_document_id,
     with_etag,
 )
 from gql_api.stores.keyset import from_micros, parse_position, position_of, to_micros
@@ -219,17 +222,37 @@ class CosmosStore:
     async def get_profiles(self, user_ids: Sequence[str]) -> Mapping[str, ProfileRecord]:
         if not user_ids:
             return {}
+        by_item = {profile_document_id(uid): uid for uid in user_ids}
         async with self._calling() as database:
             pages = database.get_container_client(PROFILES).query_items(
-                "SELECT c.id, c.nickname FROM c WHERE ARRAY_CONTAINS(@ids, c.id)",
-                parameters=[{"name": "@ids", "value": list(user_ids)}],
+                "SELECT c.id, c.nickname, c.updatedUs FROM c WHERE ARRAY_CONTAINS(@ids, c.id)",
+                parameters=[{"name": "@ids", "value": list(by_item)}],
                 response_hook=self._charged("profiles"),
             )
             items = [item async for item in pages]
-        return {
-            item["id"]: ProfileRecord(user_id=item["id"], nickname=item.get("nickname"))
-            for item in items
+        profiles = {}
+        for item in items:
+            user_id = by_item[item["id"]]
+            updated = item.get("updatedUs")
+            profiles[user_id] = ProfileRecord(
+                user_id=user_id,
+                nickname=item.get("nickname"),
+                updated_at=None if updated is None else from_micros(updated),
+            )
+        return profiles
+
+    async def put_profile(self, profile: ProfileRecord) -> ProfileRecord:
+        body = {
+            "id": profile_document_id(profile.user_id),
+            "userId": profile.user_id,
+            "nickname": profile.nickname,
+            "updatedUs": None if profile.updated_at is None else to_micros(profile.updated_at),
         }
+        async with self._calling() as database:
+            await database.get_container_client(PROFILES).upsert_item(
+                body, response_hook=self._charged("profile")
+            )
+        return profile
 
     # --- provisioning and checks -------------------------------------------------------
 

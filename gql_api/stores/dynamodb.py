@@ -8,7 +8,9 @@ Items (``pk``/``sk`` are the table's keys):
   ``TAG#<tag> <authorId>`` (a tag holds no space, so this is unambiguous), ``feedSk``.
   Written in the same ``TransactWriteItems`` as its post, so it never outlives or
   precedes it.
-- profile ``PROFILE#<userId>`` / ``PROFILE``: ``nickname``.
+- profile ``PROFILE#<userId>`` / ``PROFILE``: ``userId``, ``nickname``, ``updatedAt``.
+  Written with one unconditional ``PutItem`` (atomic; the last write wins), read for
+  a whole page of authors with one ``BatchGetItem``. One item per user: no hot key.
 
 Indexes (all sorted by ``feedSk``, read newest first with ``ScanIndexForward=False``):
 ``feed`` (``feedPk``, projection ALL), ``author`` (``authorPk``, ALL), ``tag``
@@ -313,14 +315,28 @@ class DynamoDBStore:
         )
 
     async def get_profiles(self, user_ids: Sequence[str]) -> Mapping[str, ProfileRecord]:
-        keys = [{"pk": {"S": f"PROFILE#{uid}"}, "sk": {"S": "PROFILE"}} for uid in user_ids]
-        items = await self._batch_get_items(keys)
+        items = await self._batch_get_items([_profile_key(uid) for uid in user_ids])
         profiles = {}
         for item in items:
             user_id = item["pk"]["S"].removeprefix("PROFILE#")
             nickname = item.get("nickname", {}).get("S")
-            profiles[user_id] = ProfileRecord(user_id=user_id, nickname=nickname)
+            updated = item.get("updatedAt")
+            profiles[user_id] = ProfileRecord(
+                user_id=user_id,
+                nickname=nickname,
+                updated_at=None if updated is None else from_micros(int(updated["N"])),
+            )
         return profiles
+
+    async def put_profile(self, profile: ProfileRecord) -> ProfileRecord:
+        item: dict[str, Any] = {**_profile_key(profile.user_id), "userId": {"S": profile.user_id}}
+        if profile.nickname is not None:
+            item["nickname"] = {"S": profile.nickname}
+        if profile.updated_at is not None:
+            item["updatedAt"] = {"N": str(to_micros(profile.updated_at))}
+        async with self._calling() as client:
+            await client.put_item(TableName=self.table, Item=item)
+        return profile
 
     # --- provisioning and checks -------------------------------------------------------
 
@@ -515,6 +531,10 @@ class DynamoDBStore:
 
 def _post_key(post_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"POST#{post_id}"}, "sk": {"S": "POST"}}
+
+
+def _profile_key(user_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"PROFILE#{user_id}"}, "sk": {"S": "PROFILE"}}
 
 
 def _tag_key(post_id: str, tag: str) -> dict[str, Any]:

@@ -5,7 +5,9 @@ Layout (collection names take ``GQL_API_FIRESTORE_PREFIX`` in front):
 - ``posts/<id>``: ``id``, ``authorId``, ``content``, ``isMarkdown``, ``tags`` (array),
   ``imageKeys``, ``createdAt`` / ``updatedAt`` (timestamps), ``version``,
   ``authorNickname``.
-- ``profiles/<userId>``: ``nickname``.
+- ``profiles/<userId>``: ``userId``, ``nickname``, ``updatedAt``, written whole by one
+  ``set`` (atomic; the last write wins). A user id Firestore cannot take as a document
+  id (one with ``/``, say) is named by its hash (``profile_document_id``).
 
 Reads: a post is one document get. Every page is one query ordered by ``createdAt``
 then ``id``, both descending, with ``limit(first + 1)`` (full pages, exact
@@ -56,6 +58,7 @@ from gql_api.stores.base import (
     VersionConflict,
     apply_changes,
     page_of,
+    profile_document_id,
     with_etag,
 )
 from gql_api.stores.keyset import from_micros, parse_position, position_of, to_micros
@@ -209,15 +212,33 @@ class FirestoreStore:
     async def get_profiles(self, user_ids: Sequence[str]) -> Mapping[str, ProfileRecord]:
         if not user_ids:
             return {}
+        by_document = {profile_document_id(uid): uid for uid in user_ids}
         async with self._calling() as client:
-            collection = client.collection(f"{self.prefix}profiles")
-            references = [collection.document(uid) for uid in user_ids]
+            collection = self._profiles(client)
+            references = [collection.document(name) for name in by_document]
             profiles = {}
             async for snapshot in client.get_all(references, **self._options()):
                 if snapshot.exists:
-                    nickname = (snapshot.to_dict() or {}).get("nickname")
-                    profiles[snapshot.id] = ProfileRecord(user_id=snapshot.id, nickname=nickname)
+                    user_id = by_document[snapshot.id]
+                    data = snapshot.to_dict() or {}
+                    updated = data.get("updatedAt")
+                    profiles[user_id] = ProfileRecord(
+                        user_id=user_id,
+                        nickname=data.get("nickname"),
+                        updated_at=None if updated is None else _moment(updated),
+                    )
         return profiles
+
+    async def put_profile(self, profile: ProfileRecord) -> ProfileRecord:
+        document = {
+            "userId": profile.user_id,
+            "nickname": profile.nickname,
+            "updatedAt": profile.updated_at,
+        }
+        async with self._calling() as client:
+            reference = self._profiles(client).document(profile_document_id(profile.user_id))
+            await reference.set(document, **self._options())  # one write: replaces it whole
+        return profile
 
     # --- provisioning and checks -------------------------------------------------------
 
@@ -282,6 +303,9 @@ class FirestoreStore:
 
     def _posts(self, client: AsyncClient) -> AsyncCollectionReference:
         return client.collection(f"{self.prefix}posts")
+
+    def _profiles(self, client: AsyncClient) -> AsyncCollectionReference:
+        return client.collection(f"{self.prefix}profiles")
 
     def _options(self) -> dict[str, Any]:
         return {"retry": self._retry, "timeout": self.timeout}

@@ -94,6 +94,11 @@ class MemoryStore:
         self._check_open()
         return {uid: self._profiles[uid] for uid in user_ids if uid in self._profiles}
 
+    async def put_profile(self, profile: ProfileRecord) -> ProfileRecord:
+        self._check_open()
+        self._profiles[profile.user_id] = profile  # one assignment: atomic on the loop
+        return profile
+
     def _check_open(self) -> None:
         if not self._open:
             raise StoreUnavailable("the store is closed")

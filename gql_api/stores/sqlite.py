@@ -83,6 +83,9 @@ MIGRATIONS: list[str] = [
         nickname TEXT
     ) WITHOUT ROWID;
     """,
+    """
+    ALTER TABLE profiles ADD COLUMN updated_us INTEGER;
+    """,
 ]
 
 _COLUMNS = (
@@ -218,10 +221,26 @@ class SqliteStore:
         async with self._read() as db:
             rows = await _fetchall(
                 db,
-                f"SELECT user_id, nickname FROM profiles WHERE user_id IN ({marks})",
+                f"SELECT user_id, nickname, updated_us FROM profiles WHERE user_id IN ({marks})",
                 tuple(user_ids),
             )
-        return {row[0]: ProfileRecord(user_id=row[0], nickname=row[1]) for row in rows}
+        return {row[0]: _profile(row) for row in rows}
+
+    async def put_profile(self, profile: ProfileRecord) -> ProfileRecord:
+        async def work(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "INSERT INTO profiles (user_id, nickname, updated_us) VALUES (?, ?, ?) "
+                "ON CONFLICT (user_id) DO UPDATE "
+                "SET nickname = excluded.nickname, updated_us = excluded.updated_us",
+                (
+                    profile.user_id,
+                    profile.nickname,
+                    None if profile.updated_at is None else to_micros(profile.updated_at),
+                ),
+            )
+
+        await self._transaction(work)
+        return profile
 
     async def _connect(self) -> aiosqlite.Connection:
         db = await aiosqlite.connect(self.path, isolation_level=None)
@@ -352,6 +371,14 @@ def _page_sql(query: PageQuery) -> tuple[str, tuple[Any, ...]]:
     )
     params.append(query.first + 1)
     return sql, tuple(params)
+
+
+def _profile(row: Any) -> ProfileRecord:
+    return ProfileRecord(
+        user_id=row[0],
+        nickname=row[1],
+        updated_at=None if row[2] is None else from_micros(row[2]),
+    )
 
 
 def _record(row: Any) -> PostRecord:
