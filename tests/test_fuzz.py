@@ -3,6 +3,7 @@ masked, and the store holds exactly what the API accepted."""
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
@@ -45,6 +46,8 @@ class Tally:
         self.requests = 0
         self.created = 0
         self.deleted = 0
+        # Each nickname updateProfile accepted, in order (None: accepted, not selected).
+        self.nicknames: list[str | None] = []
         self.codes: Counter[str] = Counter()
 
 
@@ -90,6 +93,8 @@ def check_response(response: httpx.Response, tally: Tally, query: str) -> None:
         accepted = data.get(key) is not None
         tally.created += name == "createPost" and accepted
         tally.deleted += name == "deletePost" and accepted
+        if name == "updateProfile" and accepted:
+            tally.nicknames.append(data[key].get("nickname"))
 
 
 def fuzz(url: str, token: str, strategy: Any, tally: Tally, examples: int = EXAMPLES) -> None:
@@ -124,7 +129,7 @@ def test_generated_queries_and_mutations(server: tuple[str, str]) -> None:
         from_schema(schema, fields=["posts", "post", "viewer", "profile", "limits"]),
         tally,
     )
-    for mutation in ("createPost", "updatePost", "deletePost"):
+    for mutation in ("createPost", "updatePost", "deletePost", "updateProfile"):
         strategy = from_schema(schema, fields=[mutation])
         fuzz(url, token, strategy, tally, EXAMPLES // 3)
     assert tally.requests >= 2 * EXAMPLES - 10
@@ -141,6 +146,26 @@ def test_generated_queries_and_mutations(server: tuple[str, str]) -> None:
         assert all(key.startswith(f"{post['authorId']}/") for key in post["imageKeys"])
         assert post["version"] >= 1
         datetime.fromisoformat(post["createdAt"])
+    # The stored nickname is the last one accepted, and every accepted one was valid.
+    for nickname in filter(None, tally.nicknames):
+        assert nickname == nickname.strip() and 1 <= len(nickname) <= LIMITS.max_nickname_length
+        assert not any(unicodedata.category(c) == "Cc" for c in nickname)
+    assert tally.nicknames, tally.codes
+    if tally.nicknames[-1] is not None:
+        assert stored_nickname(url, "fuzzer") == tally.nicknames[-1]
+
+
+def stored_nickname(url: str, user_id: str) -> str | None:
+    with httpx.Client(base_url=url, timeout=30) as client:
+        response = client.post(
+            "/graphql",
+            json={
+                "query": "query($id: ID!) { profile(userId: $id) { nickname } }",
+                "variables": {"id": user_id},
+            },
+        )
+    nickname: str | None = response.json()["data"]["profile"]["nickname"]
+    return nickname
 
 
 def all_posts(url: str) -> list[dict[str, Any]]:
