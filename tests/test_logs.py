@@ -16,7 +16,10 @@ from gql_api.settings import Settings
 from gql_api.stores.memory import MemoryStore
 from tests.helpers import DEV_SECRET
 
-WRITE = 'mutation Write { createPost(input: {content: "secret words"}) { id } }'
+WRITE = """mutation Write {
+  createPost(input: {content: "secret words"}) { id }
+  updateProfile(nickname: "Ada") { nickname }
+}"""
 
 
 async def test_each_request_logs_one_line_without_token_or_content(
@@ -52,7 +55,7 @@ async def test_each_request_logs_one_line_without_token_or_content(
         200,
         "OK",
     )
-    assert write.store_calls == 1  # type: ignore[attr-defined]
+    assert write.store_calls == 2  # type: ignore[attr-defined]  # one write each
     assert (feed.operation, feed.store_calls) == ("Feed", 2)  # type: ignore[attr-defined]
     assert invalid.outcome == "GRAPHQL_VALIDATION_FAILED"  # type: ignore[attr-defined]
     assert invalid.store_calls == 0  # type: ignore[attr-defined]
