@@ -32,6 +32,12 @@ $(COSMOS_SERVER)/node_modules/.installed: $(COSMOS_SERVER)/package-lock.json
 	npm ci --prefix $(COSMOS_SERVER) --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Azurite, Microsoft's storage emulator: the local Azure Blob server of the image tests.
+AZURITE := tests/azurite
+$(AZURITE)/node_modules/.installed: $(AZURITE)/package-lock.json
+	npm ci --prefix $(AZURITE) --no-audit --no-fund --loglevel=error
+	touch $@
+
 # graphql-http's GraphQL-over-HTTP audits, run by the tests against a live server.
 GRAPHQL_HTTP := tests/graphql_http
 $(GRAPHQL_HTTP)/node_modules/.installed: $(GRAPHQL_HTTP)/package-lock.json
@@ -44,7 +50,7 @@ chromium:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
 unit: $(BIN)/.installed $(COSMOS_SERVER)/node_modules/.installed \
-		$(GRAPHQL_HTTP)/node_modules/.installed chromium
+		$(AZURITE)/node_modules/.installed $(GRAPHQL_HTTP)/node_modules/.installed chromium
 	$(BIN)/pytest
 
 bench-coldstart: $(BIN)/.installed

@@ -24,6 +24,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 StoreName = Literal["sqlite", "memory", "dynamodb", "firestore", "cosmos"]
 AuthMode = Literal["dev", "jwt", "cognito", "firebase", "entra"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+ImagesProvider = Literal["s3", "gcs", "azure"]
+
+# Where images go when GQL_API_IMAGES_PROVIDER is unset: the store's own cloud.
+_STORE_IMAGES_PROVIDERS: dict[str, ImagesProvider] = {
+    "dynamodb": "s3",
+    "firestore": "gcs",
+    "cosmos": "azure",
+}
 
 # The earlier service chose its backend with CLOUD_PROVIDER; "local" maps to ours.
 _CLOUD_PROVIDER_STORES = {
@@ -105,6 +113,14 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("GQL_API_IMAGES_BUCKET", "IMAGES_BUCKET_NAME"),
     )
+    images_provider: ImagesProvider | None = None  # None: the store's cloud
+    images_public_base_url: Annotated[str | None, Field(pattern=r"^https?://")] = None
+    upload_url_ttl: Annotated[int, Field(ge=60, le=86_400)] = 900
+    images_read_url_ttl: Annotated[int, Field(ge=60, le=604_800)] = 3600
+    azure_storage_account_url: Annotated[str | None, Field(pattern=r"^https?://")] = None
+    azure_storage_connection_string: SecretStr | None = Field(
+        default=None, validation_alias="AZURE_STORAGE_CONNECTION_STRING"
+    )
 
     cloud_provider: str | None = Field(default=None, validation_alias="CLOUD_PROVIDER")
     lambda_function_name: str | None = Field(
@@ -156,6 +172,7 @@ class Settings(BaseSettings):
                 "(the account endpoint, https://<account>.documents.azure.com:443/)"
             )
         self._check_auth()
+        self._check_images()
         if self.lambda_function_name and self.auth == "dev":
             raise ValueError(
                 "GQL_API_AUTH=dev is refused on AWS Lambda (AWS_LAMBDA_FUNCTION_NAME is set): "
@@ -181,6 +198,26 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "GQL_API_JWKS_URL must use https (plain http only for a local test server)"
                 )
+
+    def _check_images(self) -> None:
+        if self.images_bucket is None:
+            return
+        if self.images_cloud is None:
+            raise ValueError(
+                f"GQL_API_IMAGES_BUCKET is set but the {self.store} store has no cloud of its "
+                "own: set GQL_API_IMAGES_PROVIDER to s3, gcs or azure"
+            )
+        key, url = self.azure_storage_connection_string, self.azure_storage_account_url
+        if self.images_cloud == "azure" and (key is None) == (url is None):
+            raise ValueError(
+                "Azure Blob images need exactly one of AZURE_STORAGE_CONNECTION_STRING "
+                "(account key) or GQL_API_AZURE_STORAGE_ACCOUNT_URL (Entra ID identity)"
+            )
+
+    @property
+    def images_cloud(self) -> ImagesProvider | None:
+        """The image storage's provider: the one set, else the store's cloud."""
+        return self.images_provider or _STORE_IMAGES_PROVIDERS.get(self.store)
 
     @property
     def introspection_enabled(self) -> bool:

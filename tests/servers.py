@@ -131,3 +131,41 @@ def reset_moto(url: str) -> None:
     reset = urllib.request.Request(f"{url}/moto-api/reset", method="POST")  # noqa: S310
     with urllib.request.urlopen(reset, timeout=10):  # noqa: S310 - the local moto server
         pass
+
+
+AZURITE = Path(__file__).with_name("azurite")
+
+
+@contextmanager
+def azurite_server() -> Iterator[str]:
+    """Azurite's Blob service (Microsoft's storage emulator), in memory: its blob endpoint."""
+    binary = AZURITE / "node_modules" / ".bin" / "azurite-blob"
+    if not binary.exists():
+        raise RuntimeError(
+            "Azurite is not installed: run `make test` (it runs `npm ci --prefix tests/azurite`)"
+        )
+    port = free_port()
+    command = [
+        str(binary),
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(port),
+        "--inMemoryPersistence",
+        "--skipApiVersionCheck",  # the SDK may speak a newer service version than it knows
+        "--disableTelemetry",
+        "--silent",
+    ]
+    url = f"http://127.0.0.1:{port}/devstoreaccount1"
+    with running(command, f"{url}?comp=list"):
+        yield url
+
+
+@contextmanager
+def gcs_emulator() -> Iterator[str]:
+    """gcp-storage-emulator, in memory: its base URL (for ``STORAGE_EMULATOR_HOST``)."""
+    port = free_port()
+    binary = Path(sys.executable).with_name("gcp-storage-emulator")
+    command = [str(binary), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"]
+    with running(command, f"http://127.0.0.1:{port}/storage/v1/b"):
+        yield f"http://127.0.0.1:{port}"

@@ -1,0 +1,220 @@
+"""Azure Blob Storage: blob-scoped SAS URLs, with azure-storage-blob.
+
+Two ways to sign, both local HMACs (no request per URL):
+
+- an account key (``AZURE_STORAGE_CONNECTION_STRING``): a service SAS per blob;
+- an Entra ID identity (``GQL_API_AZURE_STORAGE_ACCOUNT_URL`` and
+  ``DefaultAzureCredential``): a user-delegation SAS, signed with a user-delegation
+  key fetched once and kept until it nears its end (one request a day, not per URL).
+  The identity needs "Storage Blob Delegator" on the account and "Storage Blob Data
+  Contributor" on the container.
+
+An upload SAS allows create and write on its one blob only; a read SAS allows read on
+its one blob only. Neither kind of SAS can bind the request's Content-Type (a
+user-delegation SAS could, with a service version Azure does not generally offer yet),
+so each read SAS instead fixes the Content-Type the blob is served with to the one
+its key's extension stands for: whatever an uploader sent, it is served as that image
+type. The Azure-only header ``x-ms-blob-type: BlockBlob`` is part of each upload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from gql_api.images.base import (
+    MAX_URL_TTL,
+    Check,
+    Clock,
+    ImageStorageError,
+    UploadUrl,
+    check_ttl,
+    plan_uploads,
+    public_url,
+    utc_now,
+)
+from gql_api.images.keys import content_type_of
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+    from azure.storage.blob import UserDelegationKey
+    from azure.storage.blob.aio import BlobServiceClient
+
+# A user-delegation key is asked for this long (Azure allows up to 7 days) and renewed
+# once less than the longest URL lifetime plus this margin is left.
+DELEGATION_KEY_LIFETIME = timedelta(days=1)
+DELEGATION_KEY_MARGIN = timedelta(minutes=5)
+CLOCK_SKEW = timedelta(minutes=5)  # a delegation key starts this early
+
+
+class AzureBlobImageStorage:
+    name = "azure"
+
+    def __init__(
+        self,
+        container: str,
+        *,
+        connection_string: str | None = None,
+        account_url: str | None = None,
+        credential: AsyncTokenCredential | None = None,
+        public_base_url: str | None = None,
+        read_ttl: timedelta = timedelta(hours=1),
+        timeout: float = 5.0,
+        clock: Clock = utc_now,
+    ) -> None:
+        if (connection_string is None) == (account_url is None):
+            raise ImageStorageError(
+                "Azure Blob needs exactly one of a connection string (account key) "
+                "or an account URL (Entra ID identity)"
+            )
+        check_ttl(read_ttl)
+        self.bucket = container
+        self.public_base_url = public_base_url
+        self.read_ttl = read_ttl
+        self.timeout = timeout
+        self._connection_string = connection_string
+        self._account_url = account_url
+        self._credential = credential
+        self._own_credential = False
+        self._clock = clock
+        self._client: BlobServiceClient | None = None
+        self._account_name = ""
+        self._account_key: str | None = None
+        self._container_url = ""
+        self._protocol = "https"
+        self._delegation_key: UserDelegationKey | None = None
+        self._delegation_key_expiry: datetime | None = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        await self._opened()
+
+    async def _opened(self) -> BlobServiceClient:
+        async with self._lock:
+            if self._client is None:
+                self._client = self._connect()
+            return self._client
+
+    def _connect(self) -> BlobServiceClient:
+        from azure.storage.blob.aio import BlobServiceClient
+
+        options: dict[str, Any] = {"connection_timeout": self.timeout, "read_timeout": self.timeout}
+        if self._connection_string is not None:
+            client = BlobServiceClient.from_connection_string(self._connection_string, **options)
+            key = getattr(client.credential, "account_key", None)
+            if not key:
+                raise ImageStorageError("the Azure Storage connection string has no AccountKey")
+            self._account_key = key
+        else:
+            assert self._account_url is not None
+            if self._credential is None:
+                from azure.identity.aio import DefaultAzureCredential
+
+                self._credential = DefaultAzureCredential()
+                self._own_credential = True
+            client = BlobServiceClient(self._account_url, credential=self._credential, **options)
+        if not client.account_name:
+            raise ImageStorageError(f"no storage account name in {client.url!r}")
+        self._account_name = client.account_name
+        self._container_url = f"{client.url.rstrip('/')}/{self.bucket}"
+        # https only, except for a local emulator served over plain http
+        self._protocol = "https,http" if client.url.startswith("http://") else "https"
+        return client
+
+    async def _signing_key(self, longest: timedelta) -> dict[str, Any]:
+        """``account_key=`` or ``user_delegation_key=`` for ``generate_blob_sas``."""
+        client = await self._opened()
+        if self._account_key is not None:
+            return {"account_key": self._account_key}
+        async with self._lock:
+            now = self._clock()
+            expiry = self._delegation_key_expiry
+            if expiry is None or expiry - now < longest + DELEGATION_KEY_MARGIN:
+                lifetime = min(max(DELEGATION_KEY_LIFETIME, 2 * longest), MAX_URL_TTL)
+                self._delegation_key = await client.get_user_delegation_key(
+                    now - CLOCK_SKEW, now + lifetime
+                )
+                self._delegation_key_expiry = now + lifetime
+            return {"user_delegation_key": self._delegation_key}
+
+    def _url(self, key: str, sas: str) -> str:
+        return f"{public_url(self._container_url, key)}?{sas}"
+
+    async def upload_urls(
+        self, user_id: str, content_types: Sequence[str], ttl: timedelta
+    ) -> list[UploadUrl]:
+        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+        check_ttl(ttl)
+        uploads = plan_uploads(user_id, content_types)
+        signing = await self._signing_key(ttl)
+        expires_at = self._clock() + ttl
+        permission = BlobSasPermissions(create=True, write=True)
+        urls = []
+        for key, content_type in uploads:
+            sas = generate_blob_sas(
+                self._account_name,
+                self.bucket,
+                key,
+                permission=permission,
+                expiry=expires_at,
+                protocol=self._protocol,
+                **signing,
+            )
+            headers = (("x-ms-blob-type", "BlockBlob"), ("Content-Type", content_type))
+            urls.append(UploadUrl(key, self._url(key, sas), "PUT", headers, expires_at))
+        return urls
+
+    async def read_urls(self, keys: Sequence[str]) -> list[str]:
+        if self.public_base_url is not None:
+            return [public_url(self.public_base_url, key) for key in keys]
+        if not keys:
+            return []
+        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+        signing = await self._signing_key(self.read_ttl)
+        expiry = self._clock() + self.read_ttl
+        permission = BlobSasPermissions(read=True)
+        return [
+            self._url(
+                key,
+                generate_blob_sas(
+                    self._account_name,
+                    self.bucket,
+                    key,
+                    permission=permission,
+                    expiry=expiry,
+                    protocol=self._protocol,
+                    content_type=content_type_of(key),
+                    **signing,
+                ),
+            )
+            for key in keys
+        ]
+
+    async def check(self) -> list[Check]:
+        try:
+            client = await self._opened()
+            await client.get_container_client(self.bucket).get_container_properties()
+            await self._signing_key(self.read_ttl)
+        except Exception as error:  # noqa: BLE001 - reported as a failed check
+            return [
+                (
+                    False,
+                    f"images azure: container {self.bucket} does not answer or cannot sign: "
+                    f"{error}; fix: create it, check the connection string or grant the "
+                    "identity Storage Blob Delegator and Storage Blob Data Contributor",
+                )
+            ]
+        how = "account key" if self._account_key else "user-delegation key"
+        return [(True, f"images azure: container {self.bucket} answers; SAS signed with {how}")]
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+        if self._own_credential and self._credential is not None:
+            credential, self._credential, self._own_credential = self._credential, None, False
+            await credential.close()

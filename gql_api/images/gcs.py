@@ -1,0 +1,185 @@
+"""Google Cloud Storage: V4 signed URLs (PUT with the content type signed, GET).
+
+Signing needs a service account's private key, or the IAM Credentials API:
+
+- with a key (a service-account JSON through ``GOOGLE_APPLICATION_CREDENTIALS``, or
+  any credentials that can sign), each URL is an RSA signature made in the process;
+- on Cloud Run, Cloud Functions or Compute Engine the credentials hold no key, so
+  each URL is signed by ``iamcredentials.signBlob`` as the runtime's service account
+  (``service_account_email`` + ``access_token`` of ``generate_signed_url``). That is a
+  request per URL: read URLs are therefore cached and reused while more than half of
+  their lifetime is left, and ``GQL_API_IMAGES_PUBLIC_BASE_URL`` (a public bucket)
+  avoids signing reads at all. The account needs "Service Account Token Creator" on
+  itself. This path cannot run against the local emulator; it is the SDK's own.
+
+The SDK is synchronous; signing runs in a worker thread, one per call (not per URL)
+when signing is local. With ``STORAGE_EMULATOR_HOST`` set, the client talks to the
+emulator anonymously while URLs are still signed with the given credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from gql_api.images.base import (
+    Check,
+    Clock,
+    ImageStorageError,
+    ReadUrlCache,
+    UploadUrl,
+    check_ttl,
+    plan_uploads,
+    public_url,
+    utc_now,
+)
+
+if TYPE_CHECKING:
+    from google.auth.credentials import Credentials
+    from google.cloud.storage import Bucket, Client
+
+SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
+
+
+class GcsImageStorage:
+    name = "gcs"
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        credentials: Credentials | None = None,
+        public_base_url: str | None = None,
+        read_ttl: timedelta = timedelta(hours=1),
+        timeout: float = 5.0,
+        clock: Clock = utc_now,
+    ) -> None:
+        check_ttl(read_ttl)
+        self.bucket = bucket
+        self.public_base_url = public_base_url
+        self.read_ttl = read_ttl
+        self.timeout = timeout
+        self._credentials = credentials
+        self._clock = clock
+        self._client: Client | None = None
+        self._bucket: Bucket | None = None
+        self._cache = ReadUrlCache(read_ttl, clock)
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        await self._opened()
+
+    async def _opened(self) -> Bucket:
+        async with self._lock:
+            if self._bucket is None:
+                self._client, self._bucket = await asyncio.to_thread(self._connect)
+            return self._bucket
+
+    def _connect(self) -> tuple[Client, Bucket]:
+        import google.auth
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud.storage import Client
+
+        if self._credentials is None:
+            self._credentials, _ = google.auth.default(scopes=SCOPES)
+        emulated = bool(os.environ.get("STORAGE_EMULATOR_HOST"))
+        client = Client(
+            project=None,
+            credentials=AnonymousCredentials() if emulated else self._credentials,  # type: ignore[no-untyped-call]
+        )
+        return client, client.bucket(self.bucket)
+
+    def _signer(self) -> dict[str, Any]:
+        """How ``generate_signed_url`` signs: a local key, or IAM's signBlob."""
+        from google.auth.credentials import Signing
+
+        credentials = self._credentials
+        assert credentials is not None  # set by _connect
+        if isinstance(credentials, Signing):
+            return {"credentials": credentials}
+        if not credentials.valid:  # an access token lasts an hour: one refresh per hour
+            from google.auth.transport.requests import Request
+
+            credentials.refresh(Request())  # type: ignore[no-untyped-call]
+        email = getattr(credentials, "service_account_email", None)
+        if not email or email == "default" or not credentials.token:
+            raise ImageStorageError(
+                "the Google credentials can neither sign nor name a service account: use a "
+                "service account (with Service Account Token Creator on itself) or its key"
+            )
+        return {"service_account_email": email, "access_token": credentials.token}
+
+    def _sign(
+        self, keys: Sequence[str], method: str, expires_at: datetime, **extra: Any
+    ) -> list[str]:
+        assert self._bucket is not None
+        signer = self._signer()
+        return [
+            self._bucket.blob(key).generate_signed_url(
+                version="v4", expiration=expires_at, method=method, **extra, **signer
+            )
+            for key in keys
+        ]
+
+    async def _sign_all(
+        self, keys: Sequence[str], method: str, expires_at: datetime, **extra: Any
+    ) -> list[str]:
+        await self._opened()
+        if "credentials" in await asyncio.to_thread(self._signer):
+            return await asyncio.to_thread(self._sign, keys, method, expires_at, **extra)
+        # One signBlob request per URL: send them side by side, not one after another.
+        signed = await asyncio.gather(
+            *(asyncio.to_thread(self._sign, [key], method, expires_at, **extra) for key in keys)
+        )
+        return [urls[0] for urls in signed]
+
+    async def upload_urls(
+        self, user_id: str, content_types: Sequence[str], ttl: timedelta
+    ) -> list[UploadUrl]:
+        check_ttl(ttl)
+        uploads = plan_uploads(user_id, content_types)
+        expires_at = self._clock() + ttl
+        urls = []
+        for key, content_type in uploads:  # each carries its own signed Content-Type
+            (url,) = await self._sign_all([key], "PUT", expires_at, content_type=content_type)
+            headers = (("Content-Type", content_type),)
+            urls.append(UploadUrl(key, url, "PUT", headers, expires_at))
+        return urls
+
+    async def read_urls(self, keys: Sequence[str]) -> list[str]:
+        if self.public_base_url is not None:
+            return [public_url(self.public_base_url, key) for key in keys]
+        known = {key: self._cache.get(key) for key in keys}
+        missing = [key for key, url in known.items() if url is None]
+        if missing:
+            signed_at = self._clock()
+            urls = await self._sign_all(missing, "GET", signed_at + self.read_ttl)
+            for key, url in zip(missing, urls, strict=True):
+                self._cache.put(key, url, signed_at)
+                known[key] = url
+        return [known[key] or "" for key in keys]
+
+    async def check(self) -> list[Check]:
+        try:
+            bucket = await self._opened()
+            await asyncio.to_thread(bucket.reload, timeout=self.timeout)
+            await self._sign_all(["gql-api-doctor/probe.png"], "GET", self._clock() + self.read_ttl)
+        except Exception as error:  # noqa: BLE001 - reported as a failed check
+            return [
+                (
+                    False,
+                    f"images gcs: bucket {self.bucket} does not answer or cannot sign: {error}; "
+                    "fix: create it, grant storage.objects.create/get and storage.buckets.get, "
+                    "and Service Account Token Creator when there is no key",
+                )
+            ]
+        how = "a local key" if "credentials" in self._signer() else "IAM signBlob"
+        return [(True, f"images gcs: bucket {self.bucket} answers; URLs signed with {how}")]
+
+    async def close(self) -> None:
+        client, self._client, self._bucket = self._client, None, None
+        if client is not None:
+            await asyncio.to_thread(client.close)

@@ -1,0 +1,445 @@
+"""Image storage against real local servers: moto (S3), Azurite (Azure Blob) and
+gcp-storage-emulator (Cloud Storage).
+
+Every round trip uploads real bytes with a plain HTTP client through the URL and
+headers the storage handed out, then reads them back through its read URLs. Azurite
+checks SAS itself; moto and the Cloud Storage emulator check no signature, so the
+tests verify those signatures independently (tests/signatures.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from gql_api.images import (
+    ImageInputError,
+    ImageStorage,
+    UploadUrl,
+    is_valid_image_key,
+    open_image_storage,
+)
+from gql_api.images.azure_blob import AzureBlobImageStorage
+from gql_api.settings import Settings
+from tests import servers
+from tests.signatures import gcs_v4_signature_valid, s3_sigv4_signature_valid
+
+PROVIDERS = ["s3", "azure", "gcs"]
+TEST_TIMEOUT = 60.0  # seconds any one test may take, servers already started
+TTL = timedelta(minutes=15)
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
+JPEG = b"\xff\xd8\xff\xe0" + os.urandom(3000) + b"\xff\xd9"
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+GCS_PROJECT = "demo-gql-api"
+GCS_ACCOUNT = f"images@{GCS_PROJECT}.iam.gserviceaccount.com"
+
+
+@pytest.fixture(scope="module")
+def azurite_url() -> Iterator[str]:
+    with servers.azurite_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def gcs_url() -> Iterator[str]:
+    with servers.gcs_emulator() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def gcs_key() -> rsa.RSAPrivateKey:
+    """A throwaway service-account key: the emulator verifies nothing, the tests do."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture
+def gcs_key_file(gcs_key: rsa.RSAPrivateKey, tmp_path: Path) -> Path:
+    pem = gcs_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    info = {
+        "type": "service_account",
+        "project_id": GCS_PROJECT,
+        "private_key_id": "k1",
+        "private_key": pem,
+        "client_email": GCS_ACCOUNT,
+        "client_id": "1",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    path = tmp_path / "service-account.json"
+    path.write_text(json.dumps(info))
+    return path
+
+
+def azurite_connection(url: str) -> str:
+    return (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        f"AccountKey={AZURITE_KEY};BlobEndpoint={url};"
+    )
+
+
+async def make_bucket(provider: str, request: pytest.FixtureRequest, public: bool = False) -> str:
+    """A fresh bucket (container) on the provider's local server."""
+    name = f"img-{uuid.uuid4().hex[:12]}"
+    if provider == "s3":
+        url = request.getfixturevalue("moto_url")
+        async with httpx.AsyncClient(timeout=10) as http:  # moto checks no credentials
+            (await http.put(f"{url}/{name}")).raise_for_status()
+            if public:  # anonymous reads of objects, as a public bucket's policy grants
+                statement = {
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": "s3:GetObject",
+                    "Resource": f"arn:aws:s3:::{name}/*",
+                }
+                policy = {"Version": "2012-10-17", "Statement": [statement]}
+                made = await http.put(f"{url}/{name}?policy", json=policy)
+                made.raise_for_status()
+    elif provider == "azure":
+        from azure.storage.blob.aio import BlobServiceClient
+
+        conn = azurite_connection(request.getfixturevalue("azurite_url"))
+        async with BlobServiceClient.from_connection_string(conn) as client:
+            await client.create_container(name, public_access="blob" if public else None)
+    else:
+        url = request.getfixturevalue("gcs_url")
+        async with httpx.AsyncClient(timeout=10) as http:
+            made = await http.post(
+                f"{url}/storage/v1/b", params={"project": GCS_PROJECT}, json={"name": name}
+            )
+            made.raise_for_status()
+    return name
+
+
+def provider_settings(
+    provider: str, bucket: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """Settings as a deployment gives them: ours, plus the SDKs' standard variables."""
+    fields: dict[str, Any] = {}
+    if provider == "s3":
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", request.getfixturevalue("moto_url"))
+        store = "dynamodb"
+    elif provider == "azure":
+        url = request.getfixturevalue("azurite_url")
+        fields["azure_storage_connection_string"] = azurite_connection(url)
+        store = "cosmos"
+        fields["cosmos_url"] = "http://127.0.0.1:9"
+    else:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", request.getfixturevalue("gcs_url"))
+        monkeypatch.setenv(
+            "GOOGLE_APPLICATION_CREDENTIALS", str(request.getfixturevalue("gcs_key_file"))
+        )
+        store = "firestore"
+    return Settings(store=store, images_bucket=bucket, **fields)
+
+
+@pytest.fixture(params=PROVIDERS)
+async def storage(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[ImageStorage]:
+    """An open image storage built from settings, as the app builds it."""
+    bucket = await make_bucket(request.param, request)
+    opened = open_image_storage(provider_settings(request.param, bucket, request, monkeypatch))
+    assert opened is not None and opened.name == request.param
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def send(http: httpx.AsyncClient, upload: UploadUrl, body: bytes) -> httpx.Response:
+    """Upload as a browser would: exactly the method and headers handed out."""
+    return await http.request(upload.method, upload.url, headers=list(upload.headers), content=body)
+
+
+def with_header(upload: UploadUrl, name: str, value: str) -> list[tuple[str, str]]:
+    return [(n, value if n.lower() == name.lower() else v) for n, v in upload.headers]
+
+
+async def test_bytes_uploaded_through_the_urls_read_back_through_read_urls(
+    storage: ImageStorage,
+) -> None:
+    async with asyncio.timeout(TEST_TIMEOUT), httpx.AsyncClient(timeout=10) as http:
+        before = datetime.now(UTC)
+        uploads = await storage.upload_urls("alice", ["image/png", "image/jpeg"], TTL)
+        assert [u.key.rsplit(".", 1)[1] for u in uploads] == ["png", "jpg"]
+        for upload in uploads:
+            assert upload.key.startswith("alice/")
+            assert is_valid_image_key(upload.key, "alice")
+            assert not is_valid_image_key(upload.key, "bob")
+            assert upload.method == "PUT"
+            assert before + TTL - timedelta(seconds=5) <= upload.expires_at
+            assert upload.expires_at <= datetime.now(UTC) + TTL
+        for upload, body in zip(uploads, [PNG, JPEG], strict=True):
+            sent = await send(http, upload, body)
+            assert sent.status_code in (200, 201), sent.text
+        urls = await storage.read_urls([u.key for u in uploads])
+        assert len(urls) == 2
+        for url, body, content_type in zip(
+            urls, [PNG, JPEG], ["image/png", "image/jpeg"], strict=True
+        ):
+            read = await http.get(url)
+            assert read.status_code == 200, read.text
+            assert read.content == body
+            assert read.headers["content-type"] == content_type
+        assert await storage.read_urls([]) == []
+
+
+async def test_each_upload_gets_its_own_fresh_key(storage: ImageStorage) -> None:
+    async with asyncio.timeout(TEST_TIMEOUT):
+        first = await storage.upload_urls("alice", ["image/webp"] * 4, TTL)
+        second = await storage.upload_urls("alice", ["image/gif"], TTL)
+        keys = {u.key for u in first + second}
+        assert len(keys) == 5
+        assert all(is_valid_image_key(key, "alice") for key in keys)
+
+
+@pytest.mark.parametrize(
+    ("user_id", "content_type"),
+    [
+        ("alice", "text/html"),
+        ("alice", "image/svg+xml"),
+        ("alice", ""),
+        ("a/b", "image/png"),
+        ("", "image/png"),
+        ("..", "image/png"),
+        ("a\nb", "image/png"),
+    ],
+)
+async def test_content_types_off_the_list_and_unusable_user_ids_are_refused(
+    storage: ImageStorage, user_id: str, content_type: str
+) -> None:
+    async with asyncio.timeout(TEST_TIMEOUT):
+        with pytest.raises(ImageInputError):
+            await storage.upload_urls(user_id, ["image/png", content_type], TTL)
+
+
+async def test_content_types_are_matched_without_case_or_spaces(storage: ImageStorage) -> None:
+    async with asyncio.timeout(TEST_TIMEOUT):
+        (upload,) = await storage.upload_urls("alice", [" Image/PNG "], TTL)
+        assert upload.key.endswith(".png")
+        assert ("Content-Type", "image/png") in upload.headers
+
+
+async def test_doctor_check_passes_for_a_bucket_that_exists(storage: ImageStorage) -> None:
+    async with asyncio.timeout(TEST_TIMEOUT):
+        checks = await storage.check()
+        assert checks and all(ok for ok, _ in checks), checks
+        assert storage.bucket in checks[0][1]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_doctor_check_fails_for_a_missing_bucket(
+    provider: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = provider_settings(provider, "no-such-bucket-here", request, monkeypatch)
+    missing = open_image_storage(settings)
+    assert missing is not None
+    try:
+        async with asyncio.timeout(TEST_TIMEOUT):
+            checks = await missing.check()
+    finally:
+        await missing.close()
+    assert not checks[0][0]
+    assert "no-such-bucket-here" in checks[0][1]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_public_bucket_is_read_through_the_base_url_without_signing(
+    provider: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = await make_bucket(provider, request, public=True)
+    settings = provider_settings(provider, bucket, request, monkeypatch)
+    server = {"s3": "moto_url", "azure": "azurite_url", "gcs": "gcs_url"}[provider]
+    base = f"{request.getfixturevalue(server)}/{bucket}/"
+    public = open_image_storage(settings.model_copy(update={"images_public_base_url": base}))
+    assert public is not None
+    try:
+        async with asyncio.timeout(TEST_TIMEOUT), httpx.AsyncClient(timeout=10) as http:
+            (upload,) = await public.upload_urls("alice", ["image/png"], TTL)
+            assert (await send(http, upload, PNG)).status_code in (200, 201)
+            (url,) = await public.read_urls([upload.key])
+            assert url == base + upload.key
+            assert "?" not in url
+            read = await http.get(url)
+            assert read.status_code == 200
+            assert read.content == PNG
+    finally:
+        await public.close()
+
+
+async def test_public_urls_percent_encode_keys_but_keep_slashes(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = provider_settings("s3", "any-bucket", request, monkeypatch).model_copy(
+        update={"images_public_base_url": "https://cdn.example.test/images"}
+    )
+    public = open_image_storage(settings)
+    assert public is not None
+    urls = await public.read_urls(["al ice/x#y.png", "bob/z.gif"])
+    assert urls == [
+        "https://cdn.example.test/images/al%20ice/x%23y.png",
+        "https://cdn.example.test/images/bob/z.gif",
+    ]
+    await public.close()
+
+
+# S3 and Cloud Storage: the content type is part of the signature. Their local servers
+# check no signature, so the tests check it as the clouds would.
+
+
+def sent_headers(upload: UploadUrl, **changes: str) -> dict[str, str]:
+    headers = dict(upload.headers)
+    headers.update({name.replace("_", "-"): value for name, value in changes.items()})
+    return headers
+
+
+@pytest.mark.parametrize("storage", ["s3"], indirect=True)
+async def test_s3_upload_signature_binds_the_content_type_and_the_key(
+    storage: ImageStorage,
+) -> None:
+    async with asyncio.timeout(TEST_TIMEOUT):
+        (upload,) = await storage.upload_urls("alice", ["image/png"], TTL)
+        read_url, other_url = await storage.read_urls([upload.key, "alice/other.png"])
+    secret = os.environ["AWS_SECRET_ACCESS_KEY"]
+    query = dict(parse_qsl(urlsplit(upload.url).query))
+    assert "content-type" in query["X-Amz-SignedHeaders"].split(";")
+    assert query["X-Amz-Expires"] == str(int(TTL.total_seconds()))
+    assert s3_sigv4_signature_valid("PUT", upload.url, sent_headers(upload), secret)
+    wrong_type = sent_headers(upload, **{"Content-Type": "text/html"})
+    assert not s3_sigv4_signature_valid("PUT", upload.url, wrong_type, secret)
+    assert not s3_sigv4_signature_valid("PUT", other_path(upload.url), sent_headers(upload), secret)
+    assert not s3_sigv4_signature_valid("GET", upload.url, sent_headers(upload), secret)
+    assert s3_sigv4_signature_valid("GET", read_url, {}, secret)
+    assert not s3_sigv4_signature_valid("PUT", read_url, {}, secret)
+    assert s3_sigv4_signature_valid("GET", other_url, {}, secret)
+
+
+@pytest.mark.parametrize("storage", ["gcs"], indirect=True)
+async def test_gcs_v4_signature_binds_the_content_type_and_the_key(
+    storage: ImageStorage, gcs_key: rsa.RSAPrivateKey
+) -> None:
+    async with asyncio.timeout(TEST_TIMEOUT):
+        (upload,) = await storage.upload_urls("alice", ["image/jpeg"], TTL)
+        (read_url,) = await storage.read_urls([upload.key])
+    public_key = gcs_key.public_key()
+    query = dict(parse_qsl(urlsplit(upload.url).query))
+    assert query["X-Goog-Algorithm"] == "GOOG4-RSA-SHA256"
+    assert query["X-Goog-Credential"].startswith(f"{GCS_ACCOUNT}/")
+    assert "content-type" in query["X-Goog-SignedHeaders"].split(";")
+    signed_at = datetime.strptime(query["X-Goog-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    lifetime = timedelta(seconds=int(query["X-Goog-Expires"]))
+    assert abs(signed_at + lifetime - upload.expires_at) <= timedelta(seconds=2)
+    assert gcs_v4_signature_valid("PUT", upload.url, sent_headers(upload), public_key)
+    wrong_type = sent_headers(upload, **{"Content-Type": "image/png"})
+    assert not gcs_v4_signature_valid("PUT", upload.url, wrong_type, public_key)
+    assert not gcs_v4_signature_valid(
+        "PUT", other_path(upload.url), sent_headers(upload), public_key
+    )
+    assert not gcs_v4_signature_valid("GET", upload.url, sent_headers(upload), public_key)
+    assert gcs_v4_signature_valid("GET", read_url, {}, public_key)
+    assert not gcs_v4_signature_valid("PUT", read_url, {}, public_key)
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    assert not gcs_v4_signature_valid("PUT", upload.url, sent_headers(upload), other_key)
+
+
+@pytest.mark.parametrize("storage", ["gcs"], indirect=True)
+async def test_gcs_read_urls_are_reused_while_fresh(storage: ImageStorage) -> None:
+    async with asyncio.timeout(TEST_TIMEOUT):
+        first = await storage.read_urls(["alice/a.png", "alice/b.png"])
+        again = await storage.read_urls(["alice/b.png", "alice/a.png", "alice/a.png"])
+    assert again == [first[1], first[0], first[0]]
+
+
+def other_path(url: str) -> str:
+    """The same signed URL aimed at another object of the same user."""
+    parts = urlsplit(url)
+    folder = parts.path.rsplit("/", 1)[0]
+    return urlunsplit(parts._replace(path=f"{folder}/AAAAAAAAAAAAAAAAAAAAAA.png"))
+
+
+# Azure Blob: Azurite checks SAS like Azure does.
+
+
+@pytest.fixture
+async def azure_storage(
+    azurite_url: str, request: pytest.FixtureRequest
+) -> AsyncIterator[AzureBlobImageStorage]:
+    container = await make_bucket("azure", request)
+    storage = AzureBlobImageStorage(container, connection_string=azurite_connection(azurite_url))
+    yield storage
+    await storage.close()
+
+
+async def test_azure_refuses_a_tampered_or_misused_upload_sas(
+    azure_storage: AzureBlobImageStorage,
+) -> None:
+    async with asyncio.timeout(TEST_TIMEOUT), httpx.AsyncClient(timeout=10) as http:
+        (upload,) = await azure_storage.upload_urls("alice", ["image/png"], TTL)
+        headers = list(upload.headers)
+        query = dict(parse_qsl(urlsplit(upload.url).query))
+        assert set(query["sp"]) == {"c", "w"}  # create and write, nothing else
+        tampered = upload.url.replace("sig=", "sig=A", 1)
+        assert (await http.put(tampered, headers=headers, content=PNG)).status_code == 403
+        other = other_path(upload.url)
+        assert (await http.put(other, headers=headers, content=PNG)).status_code == 403
+        widened = upload.url.replace("sp=cw", "sp=rcw", 1)
+        assert (await http.put(widened, headers=headers, content=PNG)).status_code == 403
+        assert (await send(http, upload, PNG)).status_code == 201
+        assert (await http.get(upload.url)).status_code == 403  # no read with an upload SAS
+        assert (await http.delete(upload.url)).status_code == 403
+        (read_url,) = await azure_storage.read_urls([upload.key])
+        assert (await http.get(read_url)).content == PNG
+        assert (await http.put(read_url, headers=headers, content=JPEG)).status_code == 403
+        assert (await http.get(read_url)).content == PNG
+
+
+async def test_azure_refuses_an_expired_sas(
+    azurite_url: str, request: pytest.FixtureRequest
+) -> None:
+    container = await make_bucket("azure", request)
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    past = AzureBlobImageStorage(
+        container, connection_string=azurite_connection(azurite_url), clock=lambda: an_hour_ago
+    )
+    try:
+        async with asyncio.timeout(TEST_TIMEOUT), httpx.AsyncClient(timeout=10) as http:
+            (upload,) = await past.upload_urls("alice", ["image/png"], TTL)
+            assert upload.expires_at < datetime.now(UTC)
+            assert (await send(http, upload, PNG)).status_code == 403
+            (read_url,) = await past.read_urls([upload.key])
+            assert (await http.get(read_url)).status_code == 403
+    finally:
+        await past.close()
+
+
+async def test_azure_serves_an_image_as_its_keys_type_whatever_was_uploaded(
+    azure_storage: AzureBlobImageStorage,
+) -> None:
+    async with asyncio.timeout(TEST_TIMEOUT), httpx.AsyncClient(timeout=10) as http:
+        (upload,) = await azure_storage.upload_urls("alice", ["image/png"], TTL)
+        html = b"<script>alert(1)</script>"
+        headers = with_header(upload, "Content-Type", "text/html")
+        sent = await http.request(upload.method, upload.url, headers=headers, content=html)
+        assert sent.status_code == 201
+        (read_url,) = await azure_storage.read_urls([upload.key])
+        read = await http.get(read_url)
+        assert read.status_code == 200
+        assert read.headers["content-type"] == "image/png"
