@@ -15,7 +15,7 @@ Check = tuple[bool, str]
 
 
 async def run_checks(settings: Settings) -> list[Check]:
-    checks: list[Check] = [await _dev_secret(settings)]
+    checks: list[Check] = [await _dev_secret(settings), *await image_checks(settings)]
     store = create_store(settings)
     try:
         async with asyncio.timeout(settings.store_timeout * 3):
@@ -31,6 +31,22 @@ async def run_checks(settings: Settings) -> list[Check]:
     finally:
         await store.close()
     return checks
+
+
+async def image_checks(settings: Settings) -> list[Check]:
+    """The images bucket answers and upload and read URLs can be signed."""
+    from gql_api.images import open_image_storage
+
+    storage = open_image_storage(settings)
+    if storage is None:
+        return [(True, "images: no bucket set (GQL_API_IMAGES_BUCKET): no uploads, no imageUrls")]
+    try:
+        async with asyncio.timeout(settings.store_timeout * 3):
+            return await storage.check()
+    except Exception as error:  # noqa: BLE001 - reported as a failed check
+        return [(False, f"images {storage.name}: {_said(error)}")]
+    finally:
+        await storage.close()
 
 
 async def _dev_secret(settings: Settings) -> Check:
