@@ -203,6 +203,19 @@ async def test_bytes_uploaded_through_the_urls_read_back_through_read_urls(
         assert await storage.read_urls([]) == []
 
 
+async def test_user_ids_with_spaces_and_symbols_round_trip(storage: ImageStorage) -> None:
+    user = "ünï cödé+1|x@y%z"
+    async with asyncio.timeout(TEST_TIMEOUT), httpx.AsyncClient(timeout=10) as http:
+        (upload,) = await storage.upload_urls(user, ["image/gif"], TTL)
+        assert upload.key.startswith(f"{user}/")
+        assert is_valid_image_key(upload.key, user)
+        assert (await send(http, upload, PNG)).status_code in (200, 201)
+        (url,) = await storage.read_urls([upload.key])
+        read = await http.get(url)
+        assert read.status_code == 200
+        assert read.content == PNG
+
+
 async def test_each_upload_gets_its_own_fresh_key(storage: ImageStorage) -> None:
     async with asyncio.timeout(TEST_TIMEOUT):
         first = await storage.upload_urls("alice", ["image/webp"] * 4, TTL)
@@ -311,12 +324,13 @@ def sent_headers(upload: UploadUrl, **changes: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("storage", ["s3"], indirect=True)
+@pytest.mark.parametrize("user", ["alice", "ünï cödé+1|x@y%z"])
 async def test_s3_upload_signature_binds_the_content_type_and_the_key(
-    storage: ImageStorage,
+    storage: ImageStorage, user: str
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT):
-        (upload,) = await storage.upload_urls("alice", ["image/png"], TTL)
-        read_url, other_url = await storage.read_urls([upload.key, "alice/other.png"])
+        (upload,) = await storage.upload_urls(user, ["image/png"], TTL)
+        read_url, other_url = await storage.read_urls([upload.key, f"{user}/other.png"])
     secret = os.environ["AWS_SECRET_ACCESS_KEY"]
     query = dict(parse_qsl(urlsplit(upload.url).query))
     assert "content-type" in query["X-Amz-SignedHeaders"].split(";")
@@ -332,11 +346,12 @@ async def test_s3_upload_signature_binds_the_content_type_and_the_key(
 
 
 @pytest.mark.parametrize("storage", ["gcs"], indirect=True)
+@pytest.mark.parametrize("user", ["alice", "ünï cödé+1|x@y%z"])
 async def test_gcs_v4_signature_binds_the_content_type_and_the_key(
-    storage: ImageStorage, gcs_key: rsa.RSAPrivateKey
+    storage: ImageStorage, gcs_key: rsa.RSAPrivateKey, user: str
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT):
-        (upload,) = await storage.upload_urls("alice", ["image/jpeg"], TTL)
+        (upload,) = await storage.upload_urls(user, ["image/jpeg"], TTL)
         (read_url,) = await storage.read_urls([upload.key])
     public_key = gcs_key.public_key()
     query = dict(parse_qsl(urlsplit(upload.url).query))

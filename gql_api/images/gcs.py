@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from google.cloud.storage import Bucket, Client
 
 SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
+Signed = tuple[str, str, str | None]  # key, HTTP method, content type bound (or None)
 
 
 class GcsImageStorage:
@@ -112,27 +113,33 @@ class GcsImageStorage:
             )
         return {"service_account_email": email, "access_token": credentials.token}
 
-    def _sign(
-        self, keys: Sequence[str], method: str, expires_at: datetime, **extra: Any
-    ) -> list[str]:
+    def _signs_locally(self) -> bool:
+        from google.auth.credentials import Signing
+
+        return isinstance(self._credentials, Signing)
+
+    def _sign(self, requests: Sequence[Signed], expires_at: datetime) -> list[str]:
+        """A V4 URL per (key, method, content type or None)."""
         assert self._bucket is not None
         signer = self._signer()
         return [
             self._bucket.blob(key).generate_signed_url(
-                version="v4", expiration=expires_at, method=method, **extra, **signer
+                version="v4",
+                expiration=expires_at,
+                method=method,
+                content_type=content_type,
+                **signer,
             )
-            for key in keys
+            for key, method, content_type in requests
         ]
 
-    async def _sign_all(
-        self, keys: Sequence[str], method: str, expires_at: datetime, **extra: Any
-    ) -> list[str]:
+    async def _sign_all(self, requests: Sequence[Signed], expires_at: datetime) -> list[str]:
         await self._opened()
-        if "credentials" in await asyncio.to_thread(self._signer):
-            return await asyncio.to_thread(self._sign, keys, method, expires_at, **extra)
+        if self._signs_locally():
+            return await asyncio.to_thread(self._sign, requests, expires_at)
         # One signBlob request per URL: send them side by side, not one after another.
         signed = await asyncio.gather(
-            *(asyncio.to_thread(self._sign, [key], method, expires_at, **extra) for key in keys)
+            *(asyncio.to_thread(self._sign, [one], expires_at) for one in requests)
         )
         return [urls[0] for urls in signed]
 
@@ -142,12 +149,11 @@ class GcsImageStorage:
         check_ttl(ttl)
         uploads = plan_uploads(user_id, content_types)
         expires_at = self._clock() + ttl
-        urls = []
-        for key, content_type in uploads:  # each carries its own signed Content-Type
-            (url,) = await self._sign_all([key], "PUT", expires_at, content_type=content_type)
-            headers = (("Content-Type", content_type),)
-            urls.append(UploadUrl(key, url, "PUT", headers, expires_at))
-        return urls
+        urls = await self._sign_all([(key, "PUT", ctype) for key, ctype in uploads], expires_at)
+        return [
+            UploadUrl(key, url, "PUT", (("Content-Type", ctype),), expires_at)
+            for (key, ctype), url in zip(uploads, urls, strict=True)
+        ]
 
     async def read_urls(self, keys: Sequence[str]) -> list[str]:
         if self.public_base_url is not None:
@@ -156,7 +162,8 @@ class GcsImageStorage:
         missing = [key for key, url in known.items() if url is None]
         if missing:
             signed_at = self._clock()
-            urls = await self._sign_all(missing, "GET", signed_at + self.read_ttl)
+            requests = [(key, "GET", None) for key in missing]
+            urls = await self._sign_all(requests, signed_at + self.read_ttl)
             for key, url in zip(missing, urls, strict=True):
                 self._cache.put(key, url, signed_at)
                 known[key] = url
@@ -166,7 +173,7 @@ class GcsImageStorage:
         try:
             bucket = await self._opened()
             await asyncio.to_thread(bucket.reload, timeout=self.timeout)
-            await self._sign_all(["gql-api-doctor/probe.png"], "GET", self._clock() + self.read_ttl)
+            await self._sign_all([("doctor/probe.png", "GET", None)], self._clock() + self.read_ttl)
         except Exception as error:  # noqa: BLE001 - reported as a failed check
             return [
                 (
@@ -176,7 +183,7 @@ class GcsImageStorage:
                     "and Service Account Token Creator when there is no key",
                 )
             ]
-        how = "a local key" if "credentials" in self._signer() else "IAM signBlob"
+        how = "a local key" if self._signs_locally() else "IAM signBlob"
         return [(True, f"images gcs: bucket {self.bucket} answers; URLs signed with {how}")]
 
     async def close(self) -> None:
