@@ -9,7 +9,15 @@ server:
 - gql-api: gql_api.lambda_handler.handler answering `posts(first: 20)` on DynamoDB.
 
 Runs alternate, several rounds; the median of each is printed with the ratios.
-Usage: python bench/coldstart.py [--rounds 7]
+
+With --deployed, each handler runs instead as Lambda runs it: from a folder laid out
+like the function's code (gql-api's from `gql-api package lambda`, the others from
+`pip install --target`), with Python 3.12, and with no bytecode written at run time
+(Lambda's code directory is read-only). gql-api runs twice, from its zip with bytecode
+(the default) and from one built with --no-bytecode; the baselines get bytecode
+compiled the same way as gql-api's.
+
+Usage: python bench/coldstart.py [--rounds 7] [--deployed]
 """
 
 from __future__ import annotations
@@ -21,13 +29,17 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from gql_api.packaging import _compile, build_lambda_zip, find_python  # noqa: E402
 from tests.lambda_events import event  # noqa: E402
 from tests.servers import moto_server, reset_moto  # noqa: E402
+
+DEPLOYED_PYTHON = "3.12"
 
 TABLE = "gql-api-coldstart"
 
@@ -84,7 +96,17 @@ print(json.dumps({"import": imported - started, "first": done - imported}))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
-    rounds = parser.parse_args().rounds
+    parser.add_argument("--deployed", action="store_true", help="run as Lambda does")
+    arguments = parser.parse_args()
+    rounds = arguments.rounds
+    python, flags = sys.executable, []
+    if arguments.deployed:
+        # -B: no bytecode written (Lambda's code directory is read-only); -s: no user site
+        flags = ["-B", "-s"]
+        found = find_python(DEPLOYED_PYTHON)
+        if found is None:
+            raise SystemExit(f"--deployed needs Python {DEPLOYED_PYTHON} (pyenv install it)")
+        python = found
     with moto_server() as url, tempfile.TemporaryDirectory() as scratch:
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("GQL_API_")},
@@ -102,12 +124,16 @@ def main() -> None:
         }
         prepare(url, env)
         handlers = {"floor": FLOOR, "fastapi": FASTAPI, "gql-api": GQL_API}
+        if arguments.deployed:
+            handlers["gql-api, no bytecode"] = GQL_API
         folders = {}
         for name, source in handlers.items():
             folder = Path(scratch) / name
             folder.mkdir()
             (folder / "handler_module.py").write_text(source)
             folders[name] = folder
+        if arguments.deployed:
+            lay_out(folders, python, Path(scratch))
         sample = json.dumps(
             event(
                 "http_v2", body=json.dumps({"query": QUERY}), headers={"accept": "application/json"}
@@ -116,8 +142,27 @@ def main() -> None:
         results: dict[str, list[dict[str, float]]] = {name: [] for name in handlers}
         for _ in range(rounds):
             for name, folder in folders.items():
-                results[name].append(measure(folder, sample, env))
+                results[name].append(measure(python, flags, folder, sample, env))
         report(results, rounds)
+
+
+def lay_out(folders: dict[str, Path], python: str, scratch: Path) -> None:
+    """Each handler's folder as Lambda would unpack it, for Python 3.12."""
+    for name, bytecode in (("gql-api", True), ("gql-api, no bytecode", False)):
+        package = build_lambda_zip(
+            scratch / f"{name}.zip", python=DEPLOYED_PYTHON, bytecode=bytecode
+        )
+        with zipfile.ZipFile(package.path) as archive:
+            archive.extractall(folders[name])
+    baselines = {"floor": ["starlette", "mangum"], "fastapi": ["fastapi", "mangum", "boto3"]}
+    for name, requirements in baselines.items():
+        subprocess.run(
+            [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             "--no-compile", "--target", str(folders[name]),
+             "--constraint", str(ROOT / "constraints.txt"), *requirements],
+            check=True,
+        )  # fmt: skip
+        _compile(python, folders[name])
 
 
 QUERY = (
@@ -135,9 +180,12 @@ def prepare(url: str, env: dict[str, str]) -> None:
         raise SystemExit(f"provision failed: {provision.stderr}")
 
 
-def measure(folder: Path, sample: str, env: dict[str, str]) -> dict[str, float]:
+def measure(
+    python: str, flags: list[str], folder: Path, sample: str, env: dict[str, str]
+) -> dict[str, float]:
     result = subprocess.run(
-        [sys.executable, "-c", MEASURE, str(folder), sample],
+        [python, *flags, "-c", MEASURE, str(folder), sample],
+        cwd=folder,
         env=env,
         capture_output=True,
         text=True,
@@ -157,12 +205,14 @@ def report(results: dict[str, list[dict[str, float]]], rounds: int) -> None:
         return statistics.median(r["import"] + r["first"] for r in results[name])
 
     print(f"cold start, median of {rounds} fresh processes each (seconds)")
-    print(f"{'handler':<10}{'import':>10}{'first call':>12}{'total':>10}")
+    print(f"{'handler':<22}{'import':>10}{'first call':>12}{'total':>10}")
     for name in results:
         imported, first = median(name, "import"), median(name, "first")
-        print(f"{name:<10}{imported:>10.3f}{first:>12.3f}{total(name):>10.3f}")
+        print(f"{name:<22}{imported:>10.3f}{first:>12.3f}{total(name):>10.3f}")
     print(f"gql-api / fastapi: {total('gql-api') / total('fastapi'):.2f}x (goal: at most 1.0x)")
     print(f"gql-api / floor:   {total('gql-api') / total('floor'):.2f}x")
+    if "gql-api, no bytecode" in results:
+        print(f"no bytecode / gql-api: {total('gql-api, no bytecode') / total('gql-api'):.2f}x")
 
 
 if __name__ == "__main__":

@@ -172,12 +172,19 @@ def package() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where to write the zip.",
 )
-def package_lambda(python: str, arch: str, output: Path) -> None:
+@click.option(
+    "--bytecode/--no-bytecode",
+    default=True,
+    show_default=True,
+    help="Ship .pyc files compiled by that Python (Lambda cannot write them: without "
+    "them every cold start compiles the sources).",
+)
+def package_lambda(python: str, arch: str, output: Path, bytecode: bool) -> None:
     """The function zip: gql-api with the aws extra, for the Lambda platform, reproducible."""
     from gql_api.packaging import MAX_DIRECT_UPLOAD_BYTES, PackagingError, build_lambda_zip
 
     try:
-        built = build_lambda_zip(output, python=python, arch=arch)
+        built = build_lambda_zip(output, python=python, arch=arch, bytecode=bytecode)
     except PackagingError as error:
         click.echo(f"gql-api: {error}", err=True)
         sys.exit(1)

@@ -86,7 +86,17 @@ def test_the_zip_holds_the_aws_stack_for_linux_and_nothing_of_this_machine(
     roots = {name.split("/")[0] for name in names}
     assert {"gql_api", "aioboto3", "mangum", "strawberry", "pydantic_core"} <= roots
     assert not roots & {"google", "azure", "bin"}
-    assert not [n for n in names if "__pycache__" in n or n.endswith("direct_url.json")]
+    assert not [n for n in names if n.endswith("direct_url.json")]
+    # Bytecode for Python 3.12, unchecked-hash (PEP 552 flags 0b01), beside every module.
+    compiled = {n for n in names if n.endswith(".pyc")}
+    assert compiled and all(".cpython-312.pyc" in n and "__pycache__/" in n for n in compiled)
+    sources = [n for n in names if n.startswith("gql_api/") and n.endswith(".py")]
+    for source in sources:
+        folder, _, module = source.rpartition("/")
+        assert f"{folder}/__pycache__/{module[:-3]}.cpython-312.pyc" in compiled, source
+    with zipfile.ZipFile(built[0]) as archive:
+        header = archive.read("gql_api/__pycache__/app.cpython-312.pyc")[:8]
+    assert int.from_bytes(header[4:8], "little") == 0b01
     assert "gql_api/stale_module.py" not in names
     assert "gql_api/static/graphiql/stray-untracked.js" not in names
     assert "gql_api/static/graphiql/graphiql.min.js" in names
@@ -116,7 +126,9 @@ def test_the_unpacked_zip_serves_an_event_with_python_312(
         "http_v2", body=json.dumps({"query": "{ posts { nodes { id } } limits { maxTags } }"})
     )
     result = subprocess.run(
-        [python_312(), "-I", "-c", INVOKE, str(unpacked), json.dumps(sample)],
+        # -B: write no bytecode, as on Lambda's read-only code directory; -v: say where
+        # each module's code comes from.
+        [python_312(), "-I", "-B", "-v", "-c", INVOKE, str(unpacked), json.dumps(sample)],
         env={"PATH": "/usr/bin:/bin", **settings},
         capture_output=True,
         text=True,
@@ -130,3 +142,12 @@ def test_the_unpacked_zip_serves_an_event_with_python_312(
         "data": {"posts": {"nodes": []}, "limits": {"maxTags": 10}}
     }
     assert response["headers"]["x-request-id"] == "pkg-1"
+    # The modules were loaded from the zip's bytecode, none compiled from source.
+    said = result.stderr
+    assert f"code object from '{unpacked}/gql_api/__pycache__/app.cpython-312.pyc'" in said
+    assert f"code object from '{unpacked}/aiobotocore/__pycache__/client.cpython-312.pyc'" in said
+    # (A module compiled from source is said unquoted: "code object from <path>.py".)
+    compiled_here = [
+        line for line in said.splitlines() if line.startswith(f"# code object from {unpacked}/")
+    ]
+    assert compiled_here == []
