@@ -27,6 +27,7 @@ from graphql.utilities import get_operation_ast
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 
 from gql_api.errors import ApiError
+from gql_api.fast_fields import FastExecutionContext
 from gql_api.query_limits import QueryLimits, limit_rules
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class Executor:
         self.limits = limits or QueryLimits()
         self._rules = [*specified_rules, *limit_rules(self.limits)]
         self._schema = schema._schema
-        self._executor_class = schema.execution_context_class
+        self._executor_class = FastExecutionContext
         self._cached_check = lru_cache(maxsize=CACHE_ENTRIES)(self._check)
 
     def prepare(self, query: str, operation_name: str | None) -> Prepared:

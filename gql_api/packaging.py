@@ -142,9 +142,7 @@ def _content(path: Path) -> bytes:
 
 def _left_out(relative: str) -> bool:
     parts = Path(relative).parts
-    return bool(parts) and (
-        parts[-1] in _LEFT_OUT_NAMES or parts[0] in ("bin", "..")
-    )
+    return bool(parts) and (parts[-1] in _LEFT_OUT_NAMES or parts[0] in ("bin", ".."))
 
 
 def _export(root: Path, destination: Path) -> None:

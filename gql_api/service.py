@@ -80,8 +80,14 @@ class PostEdit:
 
 @dataclass(frozen=True, slots=True)
 class Edge:
-    cursor: str
     post: PostRecord
+    position: str  # the store's token for this post's place in the feed
+    filters: str  # the filter key the cursor is made for
+
+    @property
+    def cursor(self) -> str:
+        """Made when asked for: most pages never ask for their edges' cursors."""
+        return encode_cursor(self.position, self.filters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +151,7 @@ class PostService:
         except InvalidPosition:
             raise malformed_cursor() from None
         edges = [
-            Edge(cursor=encode_cursor(token, filters), post=post)
+            Edge(post=post, position=token, filters=filters)
             for post, token in zip(page.posts, page.cursors, strict=True)
         ]
         return Page(edges=edges, has_next_page=page.has_next_page)

@@ -50,7 +50,7 @@ async def posts(
         authors = list(dict.fromkeys(edge.post.author_id for edge in page.edges))
         loaded = await info.context.profiles.load_many(authors)
         info.context.known_profiles.update(zip(authors, loaded, strict=True))
-    edges = [PostEdge(cursor=edge.cursor, node=Post.from_record(edge.post)) for edge in page.edges]
+    edges = [PostEdge(node=Post.from_record(edge.post), edge=edge) for edge in page.edges]
     return PostConnection(
         edges=edges,
         page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),

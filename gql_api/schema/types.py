@@ -10,6 +10,7 @@ from strawberry import UNSET
 from strawberry.types import Info
 
 from gql_api.context import RequestContext
+from gql_api.service import Edge
 from gql_api.stores.base import PostRecord, ProfileRecord
 from gql_api.validation import LIMITS
 
@@ -134,10 +135,15 @@ class PageInfo:
     end_cursor: str | None
 
 
+def _edge_cursor(root: strawberry.Parent[PostEdge]) -> str:
+    return root.edge.cursor
+
+
 @strawberry.type
 class PostEdge:
-    cursor: str
+    cursor: str = strawberry.field(resolver=_edge_cursor)
     node: Post
+    edge: strawberry.Private[Edge]
 
 
 @strawberry.type(description="A page of posts, newest first.")

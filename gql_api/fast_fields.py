@@ -1,0 +1,115 @@
+"""A shorter path through graphql-core's executor for plain leaf fields.
+
+Most fields of a page are plain attributes holding a scalar or a list of scalars
+(``id``, ``content``, ``tags``, ``createdAt``...). graphql-core treats each one like any
+field: it builds a ``GraphQLResolveInfo``, calls the resolver, then walks
+``complete_value`` through the non-null and list wrappers to the scalar. For such a
+field none of that can change the answer, so ``FastExecutionContext`` reads the
+attribute and coerces the value itself.
+
+Only the successful case takes the short path. Anything unusual (a null where the
+schema says non-null, a value the scalar refuses, anything raising) falls back to
+graphql-core's own ``execute_field``, which reads the attribute again (a plain read,
+without side effects) and reports the error exactly as it always does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    GraphQLLeafType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLSchema,
+    is_leaf_type,
+)
+from graphql.pyutils import Undefined
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+
+class _Fallback(Exception):
+    """The short path cannot answer: graphql-core's own path will."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeafPlan:
+    read: Callable[[object], Any]
+    leaf: GraphQLLeafType
+    non_null: bool  # the field's value may not be null
+    is_list: bool  # a list of leaves, each non-null
+    list_non_null: bool = False
+
+    def complete(self, source: object) -> Any:
+        value = self.read(source)
+        if value is None:
+            if self.non_null:
+                raise _Fallback
+            return None
+        coerce = self.leaf.coerce_output_value
+        if not self.is_list:
+            coerced = coerce(value)
+            if coerced is None or coerced is Undefined:
+                raise _Fallback
+            return coerced
+        if isinstance(value, str | bytes | Mapping):
+            raise _Fallback
+        completed = []
+        for item in value:
+            coerced = None if item is None else coerce(item)
+            if coerced is None or coerced is Undefined:
+                raise _Fallback
+            completed.append(coerced)
+        return completed
+
+
+def leaf_plan(read: Callable[[object], Any], field_type: GraphQLOutputType) -> LeafPlan | None:
+    """The plan for a field answered by ``read(parent)`` with this type, or None if it is
+    not a leaf of a supported shape: ``T``, ``T!``, ``[T!]`` or ``[T!]!``, ``T`` a scalar
+    or an enum."""
+    non_null = isinstance(field_type, GraphQLNonNull)
+    inner = field_type.of_type if isinstance(field_type, GraphQLNonNull) else field_type
+    if is_leaf_type(inner):
+        return LeafPlan(read, inner, non_null, is_list=False)
+    if isinstance(inner, GraphQLList) and isinstance(inner.of_type, GraphQLNonNull):
+        item = inner.of_type.of_type
+        if is_leaf_type(item):
+            return LeafPlan(read, item, non_null, is_list=True)
+    return None
+
+
+# (object type name, field name) -> plan; filled once when the schema is built.
+PLANS: dict[tuple[str, str], LeafPlan] = {}
+
+
+def register(
+    schema: GraphQLSchema,
+    object_type: GraphQLObjectType,
+    field: str,
+    read: Callable[[object], Any],
+) -> None:
+    """Answer ``object_type.field`` by the short path: ``read(parent)`` must be all its
+    resolver does (a plain read, without side effects)."""
+    assert schema.type_map.get(object_type.name) is object_type
+    plan = leaf_plan(read, object_type.fields[field].type)
+    if plan is not None:
+        PLANS[(object_type.name, field)] = plan
+
+
+class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    def execute_field(  # type: ignore[no-untyped-def]
+        self, parent_type, source, field_details_list, path, position_context
+    ):
+        plan = PLANS.get((parent_type.name, field_details_list[0].node.name.value))
+        if plan is not None and self.middleware_manager is None:
+            try:
+                return plan.complete(source)
+            except Exception:  # noqa: BLE001, S110 - graphql-core's path reports it
+                pass
+        return super().execute_field(
+            parent_type, source, field_details_list, path, position_context
+        )
