@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import tempfile
@@ -9,7 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -169,3 +170,82 @@ def gcs_emulator() -> Iterator[str]:
     command = [str(binary), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"]
     with running(command, f"http://127.0.0.1:{port}/storage/v1/b"):
         yield f"http://127.0.0.1:{port}"
+
+
+class RestartableServer:
+    """A local database server on one fixed port that a test stops and starts again.
+
+    For outage tests: a function-scoped server of the test's own, never the session's
+    shared one. ``stop`` ends the process (its port then refuses connections); ``start``
+    runs the same command on the same port. ``pause``/``resume`` (SIGSTOP/SIGCONT) make
+    it hang instead: connections are accepted by the kernel and never answered.
+    """
+
+    def __init__(
+        self, command: list[str], ready_url: str, env: dict[str, str] | None = None
+    ) -> None:
+        self.command = command
+        self.ready_url = ready_url
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+        self._stack: ExitStack | None = None
+
+    def start(self) -> None:
+        assert self._stack is None, "already running"
+        stack = ExitStack()
+        self.process = stack.enter_context(running(self.command, self.ready_url, self.env))
+        self._stack = stack
+
+    def stop(self) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            if self.process is not None and self.process.poll() is None:
+                self.process.send_signal(signal.SIGCONT)  # a paused process cannot exit
+            stack.close()
+        self.process = None
+
+    def pause(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+
+@contextmanager
+def restartable_server(store: str) -> Iterator[tuple[RestartableServer, str]]:
+    """A dedicated server for ``store`` (dynamodb, firestore or cosmos), started: the
+    server and its address (moto's and Cosmos's URL, the Firestore emulator's host:port)."""
+    port = free_port()
+    if store == "dynamodb":
+        script = Path(__file__).with_name("moto_serial.py")
+        command = [sys.executable, str(script), "127.0.0.1", str(port)]
+        address = f"http://127.0.0.1:{port}"
+        ready = f"{address}/moto-api/"
+    elif store == "firestore":
+        if not FIRESTORE_JAR.exists():
+            raise RuntimeError(f"the Firestore emulator is missing: {FIRESTORE_JAR}")
+        command = [
+            "java",
+            "-cp",
+            str(FIRESTORE_JAR),
+            "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
+            "start",
+            "--host=127.0.0.1",
+            f"--port={port}",
+        ]
+        address = f"127.0.0.1:{port}"
+        ready = f"http://{address}/"
+    elif store == "cosmos":
+        command = ["node", str(COSMOS_SERVER / "start.js"), "127.0.0.1", str(port)]
+        address = f"http://127.0.0.1:{port}"
+        ready = f"{address}/"
+    else:
+        raise ValueError(f"no server for store {store!r}")
+    server = RestartableServer(command, ready)
+    server.start()
+    try:
+        yield server, address
+    finally:
+        server.stop()

@@ -378,6 +378,14 @@ class CosmosStore:
                 or error.status_code is None
             ):
                 raise StoreUnavailable(f"Cosmos DB {error.status_code}: {error.message}") from error
+            if error.status_code == 404:
+                # A point read or write that finds no item handles its 404 itself; one
+                # that gets here (a query, a create, the ping) means that the database
+                # or a container is missing: not the client's fault, and not a crash.
+                raise StoreUnavailable(
+                    f"Cosmos DB: database {self.database_name} or one of its containers "
+                    "is missing; run `gql-api provision`"
+                ) from error
             raise
 
 
