@@ -20,6 +20,7 @@ from gql_api.auth import Authenticator, DevAuthenticator, dev_secret
 from gql_api.endpoint import GRAPHIQL_STATIC, GraphQLEndpoint
 from gql_api.errors import StoreUnavailableError
 from gql_api.executor import Executor, request_error
+from gql_api.images import ImageStorage, open_image_storage, upload_url_ttl
 from gql_api.query_limits import QueryLimits
 from gql_api.schema import schema
 from gql_api.service import PostService
@@ -43,7 +44,8 @@ async def build_authenticator(settings: Settings) -> Authenticator:
 
 
 class Runtime:
-    """What the app holds open: the store's connections and the authenticator.
+    """What the app holds open: the store's connections, the image storage's client (when
+    an images bucket is set) and the authenticator.
 
     A server with a lifespan (uvicorn) starts it at start-up; on AWS Lambda, where
     Mangum would run the lifespan around every invocation, the first request starts
@@ -51,9 +53,16 @@ class Runtime:
     SnapStart snapshot, taken before any request, holds no connection).
     """
 
-    def __init__(self, settings: Settings, store: PostStore, endpoint: GraphQLEndpoint) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: PostStore,
+        endpoint: GraphQLEndpoint,
+        images: ImageStorage | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
+        self.images = images
         self.endpoint = endpoint
         self.started = False
         self.failure: str | None = None
@@ -74,6 +83,19 @@ class Runtime:
                 raise
             self.started = True
             log.info("store %s open", self.store.name)
+            if self.images is not None:
+                await self._open_images(self.images)
+
+    async def _open_images(self, images: ImageStorage) -> None:
+        """Create the image SDK client now rather than in the first upload's request. A
+        failure leaves posts working: the storage tries again on its next use, and that
+        request answers IMAGE_STORAGE_UNAVAILABLE while it still fails."""
+        try:
+            await images.open()
+        except Exception as error:  # noqa: BLE001 - said in the log, retried on use
+            log.error("images %s: bucket %s cannot open: %r", images.name, images.bucket, error)
+        else:
+            log.info("images %s: bucket %s ready", images.name, images.bucket)
 
     async def stop(self) -> None:
         async with self._lock:
@@ -82,6 +104,8 @@ class Runtime:
             self.started = False
             await self.store.close()
             log.info("store %s closed", self.store.name)
+            if self.images is not None:
+                await self.images.close()
             if self.endpoint.authenticator is not None:
                 await self.endpoint.authenticator.close()
 
@@ -125,10 +149,18 @@ def create_app(
     *,
     store: PostStore | None = None,
     authenticator: Authenticator | None = None,
+    images: ImageStorage | None = None,
 ) -> Starlette:
-    """Build the app; the store opens at start-up (or on the first request, on Lambda)."""
+    """Build the app; the store and the image storage (``images``, else the one the
+    settings name, if any) open at start-up (or on the first request, on Lambda)."""
     store = store if store is not None else create_store(settings)
-    service = PostService(store, timeout=settings.store_timeout)
+    images = images if images is not None else open_image_storage(settings)
+    service = PostService(
+        store,
+        timeout=settings.store_timeout,
+        images=images,
+        upload_url_ttl=upload_url_ttl(settings),
+    )
     limits = QueryLimits(
         max_depth=settings.max_depth,
         max_aliases=settings.max_aliases,
@@ -144,7 +176,7 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         graphiql=settings.graphiql,
     )
-    runtime = Runtime(settings, store, endpoint)
+    runtime = Runtime(settings, store, endpoint, images)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -188,5 +220,6 @@ def create_app(
     )
     app.state.service = service
     app.state.store = store
+    app.state.images = images
     app.state.runtime = runtime
     return app

@@ -47,3 +47,9 @@ class Conflict(ApiError):
 
 class StoreUnavailableError(ApiError):
     code = "STORE_UNAVAILABLE"
+
+
+class ImageStorageUnavailableError(ApiError):
+    """The image storage failed or did not answer in time (the SDK's words stay in the log)."""
+
+    code = "IMAGE_STORAGE_UNAVAILABLE"

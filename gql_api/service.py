@@ -11,7 +11,7 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from gql_api.auth import Identity
@@ -20,10 +20,12 @@ from gql_api.errors import (
     BadUserInput,
     Conflict,
     Forbidden,
+    ImageStorageUnavailableError,
     PostNotFound,
     StoreUnavailableError,
     Unauthenticated,
 )
+from gql_api.images import CONTENT_TYPES, ImageInputError, ImageStorage, UploadUrl
 from gql_api.logs import count_store_call
 from gql_api.stores.base import (
     InvalidPosition,
@@ -37,6 +39,7 @@ from gql_api.stores.base import (
     VersionConflict,
 )
 from gql_api.validation import (
+    LIMITS,
     check_content,
     check_image_key_count,
     check_image_keys,
@@ -55,6 +58,11 @@ T = TypeVar("T")
 # Without expectedVersion, a write that loses a race re-reads and tries again this often.
 WRITE_ATTEMPTS = 5
 RETRY_DELAY_SECONDS = 0.01
+
+# createUploadUrls without contentTypes: every upload is of this type.
+DEFAULT_UPLOAD_CONTENT_TYPE = "image/jpeg"
+# The default of GQL_API_UPLOAD_URL_TTL.
+DEFAULT_UPLOAD_URL_TTL = timedelta(minutes=15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +124,12 @@ class PostService:
         timeout: float,
         clock: Callable[[], datetime] = utc_now,
         new_id: Callable[[], str] = new_post_id,
+        images: ImageStorage | None = None,
+        upload_url_ttl: timedelta = DEFAULT_UPLOAD_URL_TTL,
     ) -> None:
         self.store = store
+        self.images = images  # None: no images bucket is set
+        self._upload_url_ttl = upload_url_ttl
         self._timeout = timeout
         self._clock = clock
         self._new_id = new_id
@@ -226,6 +238,63 @@ class PostService:
             updated_at=self._now(),
         )
         return await self._call(self.store.put_profile(profile))
+
+    async def create_upload_urls(
+        self, viewer: Identity | None, count: int, content_types: Sequence[str] | None
+    ) -> list[UploadUrl]:
+        """``count`` signed uploads for fresh keys under the caller's prefix; without
+        ``content_types`` every one is ``image/jpeg``."""
+        user = _signed_in(viewer)
+        if self.images is None:
+            raise BadUserInput(
+                "image uploads are off on this server: no images bucket is set "
+                "(GQL_API_IMAGES_BUCKET)"
+            )
+        most = LIMITS.max_images_per_post
+        if not 1 <= count <= most:
+            raise BadUserInput(f"count must be from 1 to {most}, got {count}", field="count")
+        if content_types is None:
+            content_types = [DEFAULT_UPLOAD_CONTENT_TYPE] * count
+        if len(content_types) != count:
+            raise BadUserInput(
+                f"contentTypes has {len(content_types)} entries; give one per upload ({count}) "
+                "or leave it out for image/jpeg",
+                field="contentTypes",
+            )
+        for index, content_type in enumerate(content_types):
+            if content_type.strip().lower() not in CONTENT_TYPES:
+                allowed = ", ".join(CONTENT_TYPES)
+                raise BadUserInput(
+                    f"contentTypes[{index}] {content_type!r} is not allowed; allowed: {allowed}",
+                    field=f"contentTypes[{index}]",
+                )
+        images = self.images
+        return await self._images_call(
+            images.upload_urls(user.user_id, list(content_types), self._upload_url_ttl)
+        )
+
+    async def read_image_urls(self, keys: Sequence[str]) -> list[str]:
+        """A readable URL per key, in order, all in one storage call (none without a
+        bucket: then every post answers an empty ``imageUrls``)."""
+        if self.images is None or not keys:
+            return []
+        return await self._images_call(self.images.read_urls(list(keys)))
+
+    async def _images_call(self, operation: Awaitable[T]) -> T:
+        """Bound an image storage call by the store timeout. The storage signs URLs, in
+        the process or through its cloud (a key, a token); any failure of it is
+        ``IMAGE_STORAGE_UNAVAILABLE``, its details only in the log."""
+        assert self.images is not None
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await operation
+        except ImageInputError as exc:
+            raise BadUserInput(str(exc)) from None
+        except Exception as exc:
+            log.error("image storage %s failed: %r", self.images.name, exc, exc_info=exc)
+            raise ImageStorageUnavailableError(
+                "the image storage did not answer in time or cannot sign URLs; try again later"
+            ) from exc
 
     async def _write(
         self,

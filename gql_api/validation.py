@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gql_api.errors import BadUserInput
+from gql_api.images.keys import is_valid_image_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +21,6 @@ class Limits:
     max_raw_tags: int = 1_000
     max_tag_length: int = 50
     max_images_per_post: int = 4
-    max_image_key_length: int = 512
     max_page_size: int = 100
     default_page_size: int = 20
     max_id_length: int = 128
@@ -32,7 +32,6 @@ class Limits:
 LIMITS = Limits()
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_KEY_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def has_surrogates(text: str) -> bool:
@@ -108,25 +107,22 @@ def check_image_key_count(keys: Sequence[str], field: str) -> None:
 
 
 def check_image_keys(keys: Sequence[str], author_id: str, field: str) -> tuple[str, ...]:
-    """Each key must lie under ``{author_id}/`` of the post's author, as uploads are issued."""
+    """Each key must be one ``createUploadUrls`` hands out to the post's author:
+    ``{author_id}/{22 random characters}.{png|jpg|webp|gif}``, also when an admin edits."""
     check_image_key_count(keys, field)
     prefix = f"{author_id}/"
     for index, key in enumerate(keys):
         where = f"{field}[{index}]"
-        if len(key) > LIMITS.max_image_key_length:
-            raise BadUserInput(
-                f"{where} is too long: at most {LIMITS.max_image_key_length} characters",
-                field=where,
-            )
         if not key.startswith(prefix):
             raise BadUserInput(
-                f"{where} must start with the post author's prefix {prefix!r}", field=where
+                f"{where} is not under the post author's prefix {prefix!r}: a post may only "
+                "show its author's uploads",
+                field=where,
             )
-        segments = key[len(prefix) :].split("/")
-        if any(s in ("", ".", "..") or not _KEY_SEGMENT.fullmatch(s) for s in segments):
+        if not is_valid_image_key(key, author_id):
             raise BadUserInput(
-                f"{where} must be {prefix}<name> where the name uses only letters, digits, "
-                "'.', '_', '-' and '/' between non-empty parts",
+                f"{where} is not an image key createUploadUrls hands out: expected "
+                f"{prefix}<22 random characters>.<png|jpg|webp|gif>",
                 field=where,
             )
     if len(set(keys)) != len(keys):

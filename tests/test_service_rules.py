@@ -18,6 +18,7 @@ from gql_api.errors import (
     StoreUnavailableError,
     Unauthenticated,
 )
+from gql_api.images import new_image_key
 from gql_api.service import NewPost, PostEdit, PostService
 from gql_api.stores.base import PageQuery, PostChanges, PostRecord, PostStore, ProfileRecord
 from tests.helpers import ADMIN, ALICE, BOB, StepClock
@@ -247,31 +248,44 @@ async def test_tag_limits(service: PostService) -> None:
     await rejected(service, NewPost(content="x", tags=["bell\x07"]), "input.tags[0]")
 
 
+def png_key(user_id: str = "alice") -> str:
+    return new_image_key(user_id, "image/png")
+
+
 async def test_image_key_limits(service: PostService) -> None:
-    four = [f"alice/{i}.png" for i in range(4)]
+    four = [
+        new_image_key("alice", t) for t in ("image/png", "image/jpeg", "image/webp", "image/gif")
+    ]
     post = await service.create_post(ALICE, NewPost(content="x", image_keys=four))
     assert post.image_keys == tuple(four)
     await service.delete_post(ALICE, post.id)
-    await rejected(
-        service, NewPost(content="x", image_keys=[*four, "alice/4.png"]), "input.imageKeys"
-    )
-    await rejected(service, NewPost(content="x", image_keys=["bob/1.png"]), "input.imageKeys[0]")
-    await rejected(service, NewPost(content="x", image_keys=["alice1.png"]), "input.imageKeys[0]")
-    await rejected(
-        service, NewPost(content="x", image_keys=["alice/../bob/x"]), "input.imageKeys[0]"
-    )
-    await rejected(service, NewPost(content="x", image_keys=["alice/"]), "input.imageKeys[0]")
-    await rejected(
-        service, NewPost(content="x", image_keys=["alice/a.png", "alice/a.png"]), "input.imageKeys"
-    )
+    await rejected(service, NewPost(content="x", image_keys=[*four, png_key()]), "input.imageKeys")
+    await rejected(service, NewPost(content="x", image_keys=[png_key("bob")]), "input.imageKeys[0]")
+    name = png_key().removeprefix("alice/")
+    await rejected(service, NewPost(content="x", image_keys=[f"alice{name}"]), "input.imageKeys[0]")
+    # Under the author's prefix, but not a key createUploadUrls hands out.
+    for malformed in (
+        "alice/cat.png",  # a name of the client's choosing
+        f"alice/../bob/{name}",
+        f"alice/x/{name}",
+        "alice/",
+        f"alice/{name.replace('.png', '.svg')}",
+        f"alice/{name}.png",
+        f"alice/{name[1:]}",
+    ):
+        await rejected(service, NewPost(content="x", image_keys=[malformed]), "input.imageKeys[0]")
+    key = png_key()
+    await rejected(service, NewPost(content="x", image_keys=[key, key]), "input.imageKeys")
 
 
 async def test_admin_edit_keeps_image_keys_under_the_author(service: PostService) -> None:
     post_id = await alice_post(service)
-    with pytest.raises(BadUserInput):
-        await service.update_post(ADMIN, post_id, PostEdit(image_keys=["root/x.png"]))
-    updated = await service.update_post(ADMIN, post_id, PostEdit(image_keys=["alice/x.png"]))
-    assert updated.image_keys == ("alice/x.png",)
+    with pytest.raises(BadUserInput) as raised:
+        await service.update_post(ADMIN, post_id, PostEdit(image_keys=[png_key("root")]))
+    assert raised.value.extensions["field"] == "input.imageKeys[0]"
+    key = png_key()
+    updated = await service.update_post(ADMIN, post_id, PostEdit(image_keys=[key]))
+    assert updated.image_keys == (key,)
 
 
 async def test_invalid_update_changes_nothing(service: PostService) -> None:
@@ -279,7 +293,8 @@ async def test_invalid_update_changes_nothing(service: PostService) -> None:
     for edit in (
         PostEdit(content=""),
         PostEdit(tags=["x"] * 0 + [f"t{i}" for i in range(11)]),
-        PostEdit(image_keys=["bob/x.png"]),
+        PostEdit(image_keys=[png_key("bob")]),
+        PostEdit(image_keys=["alice/x.png"]),
         PostEdit(),
     ):
         with pytest.raises(BadUserInput):

@@ -10,6 +10,7 @@ from itertools import chain
 
 import pytest
 
+from gql_api.images import new_image_key
 from gql_api.stores.base import (
     InvalidPosition,
     NotFound,
@@ -52,7 +53,7 @@ async def test_created_post_reads_back_equal(store: PostStore) -> None:
         record(tags=("x", "y")),
         content="  text with ünïcödé and emoji 🎉\n",
         is_markdown=True,
-        image_keys=("alice/a.png",),
+        image_keys=(new_image_key("alice", "image/png"), new_image_key("alice", "image/gif")),
         author_nickname="Al",
     )
     assert await store.create(post) == post

@@ -14,11 +14,13 @@ from gql_api.schema.types import (
     CreatePostInput,
     DeletePostPayload,
     ExpectedVersion,
+    Header,
     PageInfo,
     Post,
     PostConnection,
     PostEdge,
     UpdatePostInput,
+    UploadUrl,
     given,
 )
 from gql_api.service import NewPost, PostEdit
@@ -50,6 +52,13 @@ async def posts(
         authors = list(dict.fromkeys(edge.post.author_id for edge in page.edges))
         loaded = await info.context.profiles.load_many(authors)
         info.context.known_profiles.update(zip(authors, loaded, strict=True))
+    service = info.context.service
+    if service.images is not None and any(edge.post.image_keys for edge in page.edges):
+        keys = list(dict.fromkeys(key for edge in page.edges for key in edge.post.image_keys))
+        if selects(info.selected_fields, "imageUrls"):
+            # One storage call for the page, so each Post.imageUrls answers without awaiting.
+            urls = await service.read_image_urls(keys)
+            info.context.known_image_urls.update(zip(keys, urls, strict=True))
     edges = [PostEdge(node=Post.from_record(edge.post), edge=edge) for edge in page.edges]
     return PostConnection(
         edges=edges,
@@ -103,3 +112,21 @@ async def delete_post(
         info.context.viewer, str(id), given(expected_version)
     )
     return DeletePostPayload(id=strawberry.ID(deleted))
+
+
+async def create_upload_urls(
+    info: Context, count: int, content_types: list[str] | None = UNSET
+) -> list[UploadUrl]:
+    uploads = await info.context.service.create_upload_urls(
+        info.context.viewer, count, given(content_types)
+    )
+    return [
+        UploadUrl(
+            key=upload.key,
+            url=upload.url,
+            method=upload.method,
+            headers=[Header(name=name, value=value) for name, value in upload.headers],
+            expires_at=upload.expires_at,
+        )
+        for upload in uploads
+    ]

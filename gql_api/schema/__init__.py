@@ -23,8 +23,10 @@ from gql_api.schema.types import (
     Post,
     PostConnection,
     Profile,
+    UploadUrl,
     Viewer,
     _post_author,
+    _post_image_urls,
 )
 
 
@@ -57,6 +59,15 @@ class Mutation:
         description="Set the caller's nickname: trimmed, then 1-50 characters, "
         "no control characters.",
     )
+    create_upload_urls: list[UploadUrl] = strawberry.field(
+        resolver=post_resolvers.create_upload_urls,
+        description="Signed upload URLs for `count` (1 to maxImagesPerPost) new images of "
+        "the caller, under fresh keys {userId}/{random}.{ext}: upload each image with "
+        "exactly the given method and headers before expiresAt, then list the keys in "
+        "createPost/updatePost imageKeys. `contentTypes` gives one type per image, from "
+        "image/png, image/jpeg, image/webp, image/gif; null or left out, every image is "
+        "image/jpeg.",
+    )
 
 
 schema = strawberry.Schema(
@@ -85,11 +96,13 @@ def _plain_attribute_resolvers(built: strawberry.Schema) -> None:
                 continue
             field.resolve = _resolve_by(read)
             fast_fields.register(built._schema, graphql_type, field_name, read)
-    # Post.author reads only info.context, which graphql-core's own info carries too: it
-    # is called directly, without Strawberry's wrapper (20 times on a page of 20).
+    # Post.author and Post.imageUrls read only info.context, which graphql-core's own info
+    # carries too: they are called directly, without Strawberry's wrapper (20 times on a
+    # page of 20).
     post_type = built._schema.type_map["Post"]
     assert isinstance(post_type, GraphQLObjectType)
     post_type.fields["author"].resolve = cast(GraphQLFieldResolver, _post_author)
+    post_type.fields["imageUrls"].resolve = cast(GraphQLFieldResolver, _post_image_urls)
 
 
 def _reader(definition: StrawberryField) -> Callable[[object], object] | None:

@@ -87,8 +87,21 @@ def _author_profile(root: Post, stored: ProfileRecord) -> Profile:
     return Profile(user_id=root.author_id, nickname=stored.nickname or root.author_nickname)
 
 
-def _post_image_urls(root: strawberry.Parent[Post]) -> list[str]:
-    return []
+def _post_image_urls(root: strawberry.Parent[Post], info: Info[RequestContext, None]) -> list[str]:
+    """Called by graphql-core directly, like ``_post_author``: a list when the URLs are
+    known (fetched with the page, or no key, or no bucket), else an awaitable that the
+    request's loader batches with every other post's keys into one storage call."""
+    keys = root.image_keys
+    if not keys:
+        return []
+    context = info.context
+    known = context.known_image_urls
+    if all(key in known for key in keys):
+        return [known[key] for key in keys]
+    if context.service.images is None:
+        return []
+    # Not fetched with its page: an awaitable, which the executor awaits.
+    return cast(list[str], context.image_urls().load_many(keys))
 
 
 @strawberry.type(description="A post in the feed.")
@@ -125,7 +138,9 @@ class Post:
     )
     image_urls: list[str] = strawberry.field(
         resolver=_post_image_urls,
-        description="Readable URLs for imageKeys (empty when no bucket is set).",
+        description="Readable URLs for imageKeys, in the same order (empty when no bucket "
+        "is set): signed GET URLs, or the public base URL + key. They may differ between "
+        "reads. One storage call for every post of a response.",
     )
 
 
@@ -154,6 +169,23 @@ class PostConnection:
     @strawberry.field
     def nodes(self) -> list[Post]:
         return [edge.node for edge in self.edges]
+
+
+@strawberry.type(description="An HTTP header an upload must carry.")
+class Header:
+    name: str
+    value: str
+
+
+@strawberry.type(description="Where and how to upload one image.")
+class UploadUrl:
+    key: str = strawberry.field(description="The image key to list in a post's imageKeys.")
+    url: str = strawberry.field(description="Send the image's bytes here.")
+    method: str = strawberry.field(description="The HTTP method to send them with (PUT).")
+    headers: list[Header] = strawberry.field(
+        description="Send exactly these headers with the upload (they are signed)."
+    )
+    expires_at: datetime = strawberry.field(description="The URL stops working after this.")
 
 
 @strawberry.type
