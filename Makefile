@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint typecheck unit schema constraints bench-coldstart graphiql-assets chromium clean
+.PHONY: serve test lint typecheck unit schema constraints bench bench-coldstart graphiql-assets chromium clean
 
 # constraints.txt pins every package to the versions the suite last passed with (the AWS
 # SDKs pin each other tightly; unpinned, pip's resolver can backtrack for a very long time).
@@ -56,6 +56,12 @@ unit: $(BIN)/.installed $(COSMOS_SERVER)/node_modules/.installed \
 bench-coldstart: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python bench/coldstart.py
+
+# Every benchmark, one after another (wrk must be installed: apt-get install wrk).
+bench: bench-coldstart
+	$(BIN)/python bench/http_bench.py
+	$(BIN)/python bench/page_depth.py
+	$(BIN)/python bench/memory.py
 
 # Refresh GraphiQL and React (pinned in assets/graphiql/package.json) inside the package.
 graphiql-assets:
