@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 import uuid
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,8 +85,8 @@ class Outage:
     env: dict[str, str]
     keeps_data: bool
     writes_only: bool  # reads keep working through it (SQLite in WAL mode)
-    begin: Any = None
-    end: Any = None
+    begin: Callable[[], None]  # run in a thread: the store goes away
+    end: Callable[[], None]  # it is back (and provisioned, when it lost everything)
 
 
 @dataclass
@@ -95,6 +97,7 @@ class Outcome:
     status: int
     codes: list[str]
     data: Any
+    seconds: float
     messages: list[str] = field(default_factory=list)
 
     @property
@@ -179,7 +182,19 @@ def server_outage(store: str, way: str, tmp_path: Path) -> Iterator[Outage]:
             provision()  # the server lost everything: what an operator runs after that
 
         provision()
-        yield Outage(store, env, keeps_data=False, writes_only=False, begin=server.stop, end=end)
+        if way == "paused":  # a hung server: resumed, it has all its data
+            yield Outage(
+                store,
+                env,
+                keeps_data=True,
+                writes_only=False,
+                begin=server.pause,
+                end=server.resume,
+            )
+        else:
+            yield Outage(
+                store, env, keeps_data=False, writes_only=False, begin=server.stop, end=end
+            )
 
 
 @pytest.fixture(params=OUTAGES, ids=[f"{store}-{way}" for store, way in OUTAGES])
@@ -208,6 +223,7 @@ class Traffic:
 
     async def call(self, operation: str, query: str, variables: dict[str, Any]) -> Outcome:
         phase = self.phase  # the phase the request started in
+        started = time.monotonic()
         try:
             response = await self.http.post(
                 f"{self.url}/graphql",
@@ -225,6 +241,7 @@ class Traffic:
             status=response.status_code,
             codes=[e.get("extensions", {}).get("code") for e in errors],
             data=body.get("data"),
+            seconds=time.monotonic() - started,
             messages=[e.get("message", "") for e in errors],
         )
         self.outcomes.append(outcome)
@@ -259,7 +276,7 @@ class Traffic:
             if o.phase == phase and o.ok == ok and (operations is None or o.operation in operations)
         )
 
-    async def until(self, condition: Any, what: str) -> None:
+    async def until(self, condition: Callable[[], bool], what: str) -> None:
         """Wait (polling /healthz too) until ``condition()``; the scenario bounds it."""
         self.waiting_for = what
         while not condition():
@@ -284,6 +301,7 @@ async def test_requests_fail_fast_while_the_store_is_gone_and_recover_without_re
                 pytest.fail(f"no progress in {SCENARIO_SECONDS}s: {traffic.waiting_for}")
         # The same server process served it all: it recovered without a restart.
         assert server.poll() is None
+    print(summary(traffic))  # shown when the test fails
     check_outcomes(traffic, outage)
     if outage.keeps_data:
         assert seed_now.ok and seed_now.data["post"]["content"] == "before the outage"
@@ -397,3 +415,15 @@ async def test_a_server_that_lost_its_tables_is_store_unavailable(
             assert read == {"data": {"post": None}} or error_codes(read) == ["STORE_UNAVAILABLE"], (
                 read
             )
+
+
+def summary(traffic: Traffic) -> str:
+    """Per phase: answers by code, and the slowest (for a failure's report, not asserted)."""
+    lines = []
+    for phase in ("before", "outage", "recovering", "after"):
+        mine = [o for o in traffic.outcomes if o.phase == phase]
+        codes = Counter(",".join(o.codes) or "ok" for o in mine)
+        slowest = max((o.seconds for o in mine), default=0.0)
+        health = Counter(status for p, status in traffic.health if p == phase)
+        lines.append(f"{phase}: {dict(codes)}, slowest {slowest:.2f}s, /healthz {dict(health)}")
+    return "\n".join(lines)
