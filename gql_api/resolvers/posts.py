@@ -53,12 +53,15 @@ async def posts(
         loaded = await info.context.profiles.load_many(authors)
         info.context.known_profiles.update(zip(authors, loaded, strict=True))
     service = info.context.service
-    if service.images is not None and any(edge.post.image_keys for edge in page.edges):
+    if (
+        service.images is not None
+        and any(edge.post.image_keys for edge in page.edges)
+        and selects(info.selected_fields, "imageUrls")
+    ):
+        # One storage call for the page, so each Post.imageUrls answers without awaiting.
         keys = list(dict.fromkeys(key for edge in page.edges for key in edge.post.image_keys))
-        if selects(info.selected_fields, "imageUrls"):
-            # One storage call for the page, so each Post.imageUrls answers without awaiting.
-            urls = await service.read_image_urls(keys)
-            info.context.known_image_urls.update(zip(keys, urls, strict=True))
+        urls = await service.read_image_urls(keys)
+        info.context.known_image_urls.update(zip(keys, urls, strict=True))
     edges = [PostEdge(node=Post.from_record(edge.post), edge=edge) for edge in page.edges]
     return PostConnection(
         edges=edges,
