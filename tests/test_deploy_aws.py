@@ -48,10 +48,18 @@ def test_the_function_may_do_exactly_what_the_store_does() -> None:
         "dynamodb:DeleteItem",
         "dynamodb:ConditionCheckItem",
         "dynamodb:Query",
+        "s3:PutObject",
+        "s3:GetObject",
     }
     index_statement = next(s for s in statements if s["Action"] == ["dynamodb:Query"])
     assert index_statement["Resource"] == {"Fn::Sub": "${PostsTable.Arn}/index/*"}
-    assert all("*" not in str(s["Resource"]).replace("/index/*", "") for s in statements)
+    images_statement = next(s for s in statements if s["Sid"] == "Images")
+    assert images_statement["Resource"] == {"Fn::Sub": "${ImagesBucket.Arn}/*"}
+    assert [a for a in images_statement["Action"] if not a.startswith("s3:")] == []
+    assert all(
+        "*" not in str(s["Resource"]).replace("/index/*", "").replace("Arn}/*", "")
+        for s in statements
+    )
     assert len(INDEXES) == 4
 
 
@@ -61,6 +69,9 @@ def test_the_function_is_configured_for_production() -> None:
     assert variables["GQL_API_STORE"] == "dynamodb"
     assert variables["GQL_API_DYNAMODB_TABLE"] == {"Ref": "PostsTable"}
     assert variables["GQL_API_AUTH"] == {"Ref": "AuthMode"}
+    assert variables["GQL_API_IMAGES_BUCKET"] == {"Ref": "ImagesBucket"}
+    bucket = template()["Resources"]["ImagesBucket"]["Properties"]
+    assert set(bucket["PublicAccessBlockConfiguration"].values()) == {True}
     allowed_auth = template()["Parameters"]["AuthMode"]["AllowedValues"]
     assert "dev" not in allowed_auth
     assert function["Handler"] == "gql_api.lambda_handler.handler"
