@@ -59,6 +59,7 @@ bench-coldstart: $(BIN)/.installed
 
 # Every benchmark, one after another (wrk must be installed: apt-get install wrk).
 bench: bench-coldstart
+	npm ci --prefix bench/dynalite --no-audit --no-fund --loglevel=error
 	$(BIN)/python bench/http_bench.py
 	$(BIN)/python bench/page_depth.py
 	$(BIN)/python bench/memory.py

@@ -1,10 +1,13 @@
 """Pagination cost against depth: page 40 versus page 1 over 5,000 posts, on each store.
 
 Keyset pages should cost the same however deep they are. For every store (SQLite on a
-file; DynamoDB, Firestore and Cosmos DB against their local servers, started here) the
+file; DynamoDB, Firestore and Cosmos DB against their local servers, started here;
+DynamoDB twice, on moto server and on dynalite, a DynamoDB server on LevelDB whose
+index reads are key ranges as in DynamoDB, installed by `make bench`) the
 bench writes the posts, walks to page 40 once to get its cursor, then times page 1
 and page 40 alternately and prints the median of each and their ratio (goal: <= 1.3).
-Usage: python bench/page_depth.py [--stores sqlite,dynamodb,firestore,cosmos] [--posts 5000]
+Usage: python bench/page_depth.py [--stores sqlite,dynamodb,dynalite,firestore,cosmos]
+       [--posts 5000]
 """
 
 from __future__ import annotations
@@ -28,19 +31,31 @@ sys.path.insert(0, str(ROOT))
 from gql_api.service import PostService  # noqa: E402
 from gql_api.stores.base import PostRecord, PostStore  # noqa: E402
 from tests import servers  # noqa: E402
+from tests.helpers import free_port  # noqa: E402
 
 PAGE = 100  # first: 100, so page 40 starts after 3,900 posts
 DEPTH = 40
 SAMPLES = 15
 
 
+DYNALITE = ROOT / "bench" / "dynalite" / "node_modules" / "dynalite" / "cli.js"
+
+
 @contextlib.contextmanager
 def local_server(name: str) -> Iterator[str | None]:
-    if name == "dynamodb":
+    if name in ("dynamodb", "dynalite"):
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+    if name == "dynamodb":
         with servers.moto_server() as url:
             yield url
+    elif name == "dynalite":
+        if not DYNALITE.exists():
+            raise SystemExit("dynalite is not installed: npm ci --prefix bench/dynalite")
+        port = free_port()
+        command = ["node", str(DYNALITE), "--host", "127.0.0.1", "--port", str(port)]
+        with servers.running(command, f"http://127.0.0.1:{port}/"):
+            yield f"http://127.0.0.1:{port}"
     elif name == "firestore":
         with servers.firestore_emulator() as host:
             os.environ["FIRESTORE_EMULATOR_HOST"] = host
@@ -59,7 +74,7 @@ async def opened(name: str, address: str | None, folder: Path) -> AsyncIterator[
         from gql_api.stores.sqlite import SqliteStore
 
         store = SqliteStore(folder / "bench.db")
-    elif name == "dynamodb":
+    elif name in ("dynamodb", "dynalite"):
         from gql_api.stores.dynamodb import DynamoDBStore
 
         store = DynamoDBStore("gql-api-bench", endpoint_url=address, timeout=30)
@@ -154,7 +169,7 @@ async def measure(name: str, posts: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stores", default="sqlite,dynamodb,firestore,cosmos")
+    parser.add_argument("--stores", default="sqlite,dynamodb,dynalite,firestore,cosmos")
     parser.add_argument("--posts", type=int, default=5000)
     options = parser.parse_args()
     print(f"page {DEPTH} vs page 1 (first: {PAGE}) over {options.posts} posts, median of {SAMPLES}")
