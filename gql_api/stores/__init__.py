@@ -52,4 +52,4 @@ def create_store(settings: Settings) -> PostStore:
         )
     from gql_api.stores.sqlite import SqliteStore
 
-    return SqliteStore(settings.sqlite_path)
+    return SqliteStore(settings.sqlite_path, timeout=settings.store_timeout)

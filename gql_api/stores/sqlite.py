@@ -26,6 +26,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -51,6 +52,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 READERS = 4
+# A write waits for another process's lock for at most this share of the store timeout,
+# so it fails (and rolls back) before the caller's own timeout answers STORE_UNAVAILABLE.
+BUSY_SHARE = 0.9
 
 # Each entry moves the schema from version N to N + 1 (PRAGMA user_version).
 MIGRATIONS: list[str] = [
@@ -98,8 +102,9 @@ _P_COLUMNS = ", ".join(f"p.{c.strip()}" for c in _COLUMNS.split(","))
 class SqliteStore:
     name = "sqlite"
 
-    def __init__(self, path: Path, *, readers: int = READERS) -> None:
+    def __init__(self, path: Path, *, readers: int = READERS, timeout: float = 5.0) -> None:
         self.path = path
+        self.timeout = timeout  # the service's store timeout: a write never outlives it
         self._reader_count = readers
         self._writer: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
@@ -283,15 +288,24 @@ class SqliteStore:
         A caller that gives up (a timeout) while waiting for the lock leaves nothing
         behind. Once the lock is held, the transaction runs as its own shielded task to
         its end, so a cancellation can never leave BEGIN without COMMIT or ROLLBACK on
-        the shared writer connection (the outcome the caller then reports is unknown,
-        as with any database that stops answering in time).
+        the shared writer connection. Waiting for another process's lock (SQLite's
+        busy timeout) is bounded by what is left of ``timeout``, so a write the caller
+        was told failed (STORE_UNAVAILABLE) cannot take effect later, when that lock
+        goes: a client that retries it makes no duplicate.
         """
+        started = time.monotonic()
         await self._write_lock.acquire()
-        task = asyncio.create_task(self._run_transaction(work))
+        left = self.timeout * BUSY_SHARE - (time.monotonic() - started)
+        if left <= 0:
+            self._write_lock.release()
+            raise StoreUnavailable("timed out waiting for the writer")
+        task = asyncio.create_task(self._run_transaction(work, int(left * 1000) + 1))
         task.add_done_callback(_retrieve_exception)
         return await asyncio.shield(task)
 
-    async def _run_transaction(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+    async def _run_transaction(
+        self, work: Callable[[aiosqlite.Connection], Awaitable[T]], busy_ms: int
+    ) -> T:
         try:
             db = self._writer
             if db is None:
@@ -299,6 +313,7 @@ class SqliteStore:
             if db.in_transaction:  # never expected; heal rather than fail every later write
                 log.error("sqlite writer was left inside a transaction; rolling it back")
                 await db.execute("ROLLBACK")
+            await db.execute(f"PRAGMA busy_timeout = {busy_ms}")
             await db.execute("BEGIN IMMEDIATE")
             try:
                 result = await work(db)
