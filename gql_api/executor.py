@@ -109,8 +109,9 @@ class Executor:
             # Failed before execution (variable coercion): a request error, no data.
             raise RequestError([_shape(e, "BAD_USER_INPUT") for e in errors])
         body: dict[str, Any] = {}
-        if errors:
-            body["errors"] = [field_error(e, request_id) for e in errors]
+        notices = getattr(context, "notices", None) or []
+        if errors or notices:
+            body["errors"] = [field_error(e, request_id) for e in errors] + notices
         body["data"] = result.data
         return body
 

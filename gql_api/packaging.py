@@ -6,8 +6,8 @@ that name the build machine are left out, and the zip lists its entries sorted w
 fixed timestamp and fixed permissions.
 
 The zip carries bytecode. Lambda's code directory is read-only, so without ``.pyc``
-files every cold start compiles every module it imports from source (about a second
-more for this function). They are compiled by an interpreter of the function's Python
+files every cold start compiles every module it imports from source (2.6x slower for
+this function, `bench/coldstart.py --deployed`). They are compiled by an interpreter of the function's Python
 version, as unchecked-hash ``.pyc`` files (PEP 552: no timestamp in them, and no
 source check at import, the package being immutable), with ``/var/task`` as their
 source path and a fixed hash seed, so they too are the same bytes on every build.

@@ -336,6 +336,14 @@ async def test_image_urls_of_a_page_are_one_read_urls_call(api: Api) -> None:
     calls.clear()
     await api.data("{ posts(first: 10) { nodes { id imageKeys author { userId } } } }")
     assert calls == []  # not selected: not computed
+    left_out = await api.data(
+        """query ($with: Boolean!) { posts(first: 10) { nodes {
+          id imageUrls @include(if: $with) ...P @skip(if: true) } } }
+        fragment P on Post { imageUrls }""",
+        {"with": False},
+    )
+    assert calls == []  # left out by @include/@skip: not computed either
+    assert all(set(node) == {"id"} for node in left_out["posts"]["nodes"])
 
     calls.clear()
     aliased = " ".join(
@@ -376,8 +384,9 @@ async def test_without_a_bucket_uploads_are_refused_and_image_urls_are_empty(
 async def test_a_storage_that_cannot_sign_answers_its_own_code(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Cloud Storage with credentials that do not exist: posts still work; uploads and
-    image URLs answer IMAGE_STORAGE_UNAVAILABLE, the cause only in the server log."""
+    """Cloud Storage with credentials that do not exist: posts still work (imageUrls
+    answers [] with one IMAGE_STORAGE_UNAVAILABLE error beside the data); uploads answer
+    IMAGE_STORAGE_UNAVAILABLE; the cause is only in the server log."""
     bucket = await make_bucket("gcs", request)
     settings = with_dev_auth(provider_settings("gcs", bucket, request, monkeypatch))
     missing = tmp_path / "no-such-key.json"
@@ -390,11 +399,21 @@ async def test_a_storage_that_cannot_sign_answers_its_own_code(
         created = await api.data(CREATE.replace(" imageUrls", ""), {"keys": [key]})
         post_id = created["createPost"]["id"]
         failed = await api.gql(READ, {"id": post_id})
-        assert failed["data"] == {"post": None}
-        assert failed["errors"][0]["extensions"]["code"] == "IMAGE_STORAGE_UNAVAILABLE"
-        assert failed["errors"][0]["path"] == ["post", "imageUrls"]
-        plain = await api.data("{ posts { nodes { imageKeys } } }")
-        assert plain["posts"]["nodes"] == [{"imageKeys": [key]}]
+        assert failed["data"]["post"] == {"imageKeys": [key], "imageUrls": []}
+        (notice,) = failed["errors"]
+        assert notice["extensions"]["code"] == "IMAGE_STORAGE_UNAVAILABLE"
+        assert "path" not in notice and str(missing) not in json.dumps(notice)
+        # The same for a page (fetched with the page) and for posts by id (the loader).
+        page = await api.gql(
+            "{ posts { nodes { id imageUrls } } a: post(id: $id) { imageUrls } }".replace(
+                "$id", json.dumps(post_id)
+            )
+        )
+        assert page["data"]["posts"]["nodes"] == [{"id": post_id, "imageUrls": []}]
+        assert page["data"]["a"] == {"imageUrls": []}
+        assert [e["extensions"]["code"] for e in page["errors"]] == ["IMAGE_STORAGE_UNAVAILABLE"]
+        plain = await api.gql("{ posts { nodes { imageKeys } } }")
+        assert plain == {"data": {"posts": {"nodes": [{"imageKeys": [key]}]}}}
 
 
 class SilentStorage(CountingStorage):

@@ -10,6 +10,7 @@ from strawberry.types import Info
 from strawberry.types.nodes import SelectedField, Selection
 
 from gql_api.context import RequestContext
+from gql_api.errors import ImageStorageUnavailableError
 from gql_api.schema.types import (
     CreatePostInput,
     DeletePostPayload,
@@ -60,8 +61,12 @@ async def posts(
     ):
         # One storage call for the page, so each Post.imageUrls answers without awaiting.
         keys = list(dict.fromkeys(key for edge in page.edges for key in edge.post.image_keys))
-        urls = await service.read_image_urls(keys)
-        info.context.known_image_urls.update(zip(keys, urls, strict=True))
+        try:
+            urls = await service.read_image_urls(keys)
+        except ImageStorageUnavailableError as error:
+            info.context.image_storage_failed(error)  # the posts still answer
+        else:
+            info.context.known_image_urls.update(zip(keys, urls, strict=True))
     edges = [PostEdge(node=Post.from_record(edge.post), edge=edge) for edge in page.edges]
     return PostConnection(
         edges=edges,
@@ -70,8 +75,11 @@ async def posts(
 
 
 def selects(selections: Sequence[Selection], name: str) -> bool:
-    """Whether ``name`` is selected anywhere under ``selections`` (fragments included)."""
+    """Whether ``name`` is selected anywhere under ``selections`` (fragments included,
+    whatever ``@skip`` or ``@include`` leaves out excluded)."""
     for selection in selections:
+        if not _included(selection):
+            continue
         if isinstance(selection, SelectedField) and selection.name == name:
             return True
         if selects(selection.selections, name):
@@ -133,3 +141,11 @@ async def create_upload_urls(
         )
         for upload in uploads
     ]
+
+
+def _included(selection: Selection) -> bool:
+    directives = selection.directives
+    skip, include = directives.get("skip"), directives.get("include")
+    return not (skip is not None and skip.get("if")) and (
+        include is None or bool(include.get("if"))
+    )

@@ -98,10 +98,10 @@ def _post_image_urls(root: strawberry.Parent[Post], info: Info[RequestContext, N
     known = context.known_image_urls
     if all(key in known for key in keys):
         return [known[key] for key in keys]
-    if context.service.images is None:
+    if context.service.images is None or context.images_failed:
         return []
     # Not fetched with its page: an awaitable, which the executor awaits.
-    return cast(list[str], context.image_urls().load_many(keys))
+    return cast(list[str], context.load_image_urls(keys))
 
 
 @strawberry.type(description="A post in the feed.")
