@@ -160,15 +160,62 @@ def is_plausible_post_id(post_id: str) -> bool:
 _BIDI_CONTROLS = frozenset(
     "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 )
+# Interlinear annotation anchor, separator and terminator: they hide the text between
+# them in renderers that honour them.
+_ANNOTATION_CHARACTERS = frozenset("\ufff9\ufffa\ufffb")
+# Unicode's Default_Ignorable_Code_Point ranges (DerivedCoreProperties.txt; the standard
+# library has no such property), shown as nothing: fillers such as U+3164 are letters
+# for unicodedata, yet a name made of them looks empty. U+2800 (braille blank) is added:
+# not ignorable, but blank.
+_INVISIBLE_RANGES = (
+    (0x00AD, 0x00AD),
+    (0x034F, 0x034F),
+    (0x061C, 0x061C),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x206F),
+    (0x2800, 0x2800),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFF8),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+)
+
+
+def _is_invisible(char: str) -> bool:
+    """Whitespace, a format character (Cf), or a code point shown as nothing."""
+    if char.isspace() or unicodedata.category(char) == "Cf":
+        return True
+    code = ord(char)
+    return any(low <= code <= high for low, high in _INVISIBLE_RANGES)
+
+
+def _breaks_or_hides_text(char: str) -> bool:
+    """Control characters (Cc), line and paragraph separators (Zl, Zp), bidirectional
+    controls and interlinear annotation characters."""
+    return (
+        unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp")
+        or char in _BIDI_CONTROLS
+        or char in _ANNOTATION_CHARACTERS
+    )
 
 
 def check_nickname(raw: str, field: str) -> str:
-    """Trimmed; 1-50 characters (code points), at least one of them visible; no control
-    characters (Unicode category Cc: newlines, tabs, escapes...) or bidirectional controls."""
+    """Trimmed; 1-50 characters (code points), at least one of them visible (not
+    whitespace, a format character or a default-ignorable or blank code point); no
+    control characters (category Cc: newlines, tabs, escapes...), line or paragraph
+    separators (Zl, Zp), bidirectional controls or interlinear annotation characters."""
     if has_surrogates(raw):
         raise BadUserInput(f"{field} contains an invalid character (a lone surrogate)", field=field)
     nickname = raw.strip()
-    if all(char.isspace() or unicodedata.category(char) == "Cf" for char in nickname):
+    if all(_is_invisible(char) for char in nickname):
         raise BadUserInput(f"{field} must not be empty, blank or invisible", field=field)
     if len(nickname) > LIMITS.max_nickname_length:
         raise BadUserInput(
@@ -176,10 +223,10 @@ def check_nickname(raw: str, field: str) -> str:
             f"at most {LIMITS.max_nickname_length}",
             field=field,
         )
-    if any(_is_control(char) or char in _BIDI_CONTROLS for char in nickname):
+    if any(_breaks_or_hides_text(char) for char in nickname):
         raise BadUserInput(
-            f"{field} must not contain control characters (newlines, tabs and the like) "
-            "or bidirectional text controls",
+            f"{field} must not contain control characters (newlines, line separators, tabs "
+            "and the like), bidirectional text controls or interlinear annotation characters",
             field=field,
         )
     return nickname

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gql_api.auth import Identity
+from gql_api.auth import Identity, identity_from_claims
 from gql_api.errors import (
     ApiError,
     BadUserInput,
@@ -20,6 +20,7 @@ from gql_api.errors import (
 )
 from gql_api.images import new_image_key
 from gql_api.service import NewPost, PostEdit, PostService
+from gql_api.settings import Settings
 from gql_api.stores.base import PageQuery, PostChanges, PostRecord, PostStore, ProfileRecord
 from tests.helpers import ADMIN, ALICE, BOB, StepClock
 
@@ -355,11 +356,14 @@ async def test_nickname_length_is_counted_in_code_points_after_trimming(
     assert "at most 50" in raised.value.message
 
 
-# Joiners and tag characters are format characters (Cf) that real names and emoji use.
+# Joiners, variation selectors and tag characters are format or default-ignorable
+# characters that real names and emoji use beside visible ones.
 ALLOWED_NICKNAMES = [
     "👨\u200d👩\u200d👧",
     "Ali\u200cReza",
     "🏴\U000e0067\U000e0062\U000e007f",
+    "\u2764\ufe0f",
+    "\ud55c\uae00 \u1100\u1161",  # Hangul, also spelled with conjoining jamo
     "a b",
 ]
 REFUSED_NICKNAMES = [
@@ -367,6 +371,29 @@ REFUSED_NICKNAMES = [
     "   ",
     "\n\t",
     "\u200b",  # only an invisible character
+    # Only characters shown as nothing: Hangul fillers, braille blank, grapheme joiner,
+    # variation selectors, soft hyphen, word joiner, tag characters.
+    "\u3164",
+    "\u3164\u3164\u3164",
+    "\uffa0",
+    "\u115f",
+    "\u1160",
+    "\u115f\u1160",
+    "\u2800",
+    "\u034f",
+    "\ufe0f",
+    "\u00ad",
+    "\u2060",
+    "\U000e0067\U000e007f",
+    "\u3164 \u2800 \u200d",
+    # Line and paragraph separators (Zl, Zp) anywhere: not trimmed away inside a name.
+    "a\u2028b",
+    "a\u2029b",
+    # Interlinear annotation characters hide the text they enclose.
+    "a\ufff9b",
+    "a\ufffab",
+    "a\ufffbb",
+    "\ufff9shown\ufffahidden\ufffb",
     "line\nbreak",
     "tab\there",
     "nul\x00",
@@ -387,6 +414,16 @@ async def test_nickname_characters(service: PostService) -> None:
             await service.update_profile(ALICE, nickname)
         assert raised.value.extensions["field"] == "nickname", repr(nickname)
     assert await nickname_of(service, "alice") == ALLOWED_NICKNAMES[-1]  # none stored
+
+
+def test_a_token_nickname_claim_follows_the_same_rules() -> None:
+    settings = Settings.model_construct()  # the defaults, whatever the environment
+    for nickname in ALLOWED_NICKNAMES:
+        claims = {"sub": "alice", "nickname": nickname}
+        assert identity_from_claims(claims, settings).nickname == nickname
+    for nickname in REFUSED_NICKNAMES:
+        claims = {"sub": "alice", "nickname": nickname}
+        assert identity_from_claims(claims, settings).nickname is None, repr(nickname)
 
 
 async def test_anonymous_may_not_update_a_profile(service: PostService) -> None:
