@@ -162,7 +162,7 @@ def lay_out(folders: dict[str, Path], python: str, scratch: Path) -> None:
              "--constraint", str(ROOT / "constraints.txt"), *requirements],
             check=True,
         )  # fmt: skip
-        _compile(python, folders[name])
+        _compile(python, folders[name])  # as gql-api's own zip is compiled
 
 
 QUERY = (

@@ -193,6 +193,8 @@ def package_lambda(python: str, arch: str, output: Path, bytecode: bool) -> None
         f"{built.unzipped_bytes / 2**20:.1f} MiB unzipped, {built.files} files, "
         f"sha256 {built.sha256}"
     )
+    if built.compiled_with is not None:
+        click.echo(f"bytecode compiled by Python {built.compiled_with}")
     for name in built.untracked:
         click.echo(f"warning: not packed, git does not track it: {name}", err=True)
     if built.zipped_bytes > MAX_DIRECT_UPLOAD_BYTES:

@@ -7,10 +7,11 @@ fixed timestamp and fixed permissions.
 
 The zip carries bytecode. Lambda's code directory is read-only, so without ``.pyc``
 files every cold start compiles every module it imports from source (2.6x slower for
-this function, `bench/coldstart.py --deployed`). They are compiled by an interpreter of the function's Python
-version, as unchecked-hash ``.pyc`` files (PEP 552: no timestamp in them, and no
-source check at import, the package being immutable), with ``/var/task`` as their
-source path and a fixed hash seed, so they too are the same bytes on every build.
+this function, ``bench/coldstart.py --deployed``). They are compiled by an interpreter
+of the function's Python version, as unchecked-hash ``.pyc`` files (PEP 552: no
+timestamp in them, and no source check at import, the package being immutable), with
+``/var/task`` as their source path and a fixed hash seed, so they too are the same
+bytes on every build made with the same interpreter (the command prints which).
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class Package:
     files: int
     sha256: str
     untracked: tuple[str, ...] = ()  # files of the package git does not track: not packed
+    # The Python that compiled the bytecode (None: sources only). The bytes of a .pyc
+    # depend on it: the same zip needs the same interpreter build, not only X.Y.
+    compiled_with: str | None = None
 
 
 def project_root() -> Path:
@@ -97,8 +101,7 @@ def build_lambda_zip(
             *(["--constraint", str(constraints)] if constraints.exists() else []),
             f"{wheel}[aws]",
         )
-        if compiler is not None:
-            _compile(compiler, target)
+        compiled_with = None if compiler is None else _compile(compiler, target)
         files = sorted(
             (
                 path
@@ -124,7 +127,15 @@ def build_lambda_zip(
                 archive.writestr(entry, _content(path))
     digest = hashlib.sha256(output.read_bytes()).hexdigest()
     left_out = _git_files(root, "--others", "--exclude-standard", "gql_api")
-    return Package(output, output.stat().st_size, unzipped, len(files), digest, tuple(left_out))
+    return Package(
+        output,
+        output.stat().st_size,
+        unzipped,
+        len(files),
+        digest,
+        tuple(left_out),
+        compiled_with,
+    )
 
 
 def _content(path: Path) -> bytes:
@@ -183,12 +194,15 @@ def find_python(version: str) -> str | None:
     return None
 
 
-def _compile(python: str, target: Path) -> None:
+def _compile(python: str, target: Path) -> str:
+    """Compile every module under ``target``; return the compiler's version."""
     command = [
         python,
         "-m",
         "compileall",
         "-q",
+        "-o",
+        "0",  # the only level Lambda's interpreter loads (no PYTHONOPTIMIZE there)
         "--invalidation-mode",
         "unchecked-hash",
         "-s",
@@ -197,11 +211,23 @@ def _compile(python: str, target: Path) -> None:
         LAMBDA_TASK_ROOT,
         str(target),
     ]
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    env.pop("SOURCE_DATE_EPOCH", None)  # it would force checked-hash
+    # A clean environment: PYTHONPYCACHEPREFIX would put the .pyc files outside the
+    # package, PYTHONOPTIMIZE would name them for another level, SOURCE_DATE_EPOCH
+    # would force checked hashes.
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0"}
     result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)  # noqa: S603
     if result.returncode != 0:
         raise PackagingError(f"compiling the bytecode failed:\n{result.stdout[-3000:]}")
+    if next(target.rglob("*.pyc"), None) is None:
+        raise PackagingError(f"compiling the bytecode left no .pyc files in {target}")
+    version = subprocess.run(  # noqa: S603
+        [python, "-c", "import sys; print(sys.version.split()[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    return version.stdout.strip()
 
 
 def _pip(*args: str, env: dict[str, str] | None = None) -> None:

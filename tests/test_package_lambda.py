@@ -55,9 +55,11 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     stray.write_text("// not tracked by git\n")
     outputs = []
     try:
-        for path in (first, second):
+        # The second build from an environment that would scatter or rename bytecode.
+        scattering = {"PYTHONPYCACHEPREFIX": str(first.parent / "elsewhere"), "PYTHONOPTIMIZE": "1"}
+        for path, extra in ((first, {}), (second, scattering)):
             command = ["package", "lambda", "--python", "3.12", "-o", str(path)]
-            result = run_cli(command, cli_env(), 900)
+            result = run_cli(command, cli_env(**extra), 900)
             assert result.returncode == 0, result.stderr
             assert (
                 "not packed, git does not track it: gql_api/static/graphiql/stray" in result.stderr
@@ -73,6 +75,7 @@ def test_the_same_sources_give_the_same_bytes(built: tuple[Path, Path, str]) -> 
     first, second, said = built
     assert first.read_bytes() == second.read_bytes()
     assert "MiB zipped" in said and "MiB unzipped" in said
+    assert "bytecode compiled by Python 3.12." in said
 
 
 def test_the_zip_holds_the_aws_stack_for_linux_and_nothing_of_this_machine(
