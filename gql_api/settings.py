@@ -213,6 +213,38 @@ class Settings(BaseSettings):
                 "Azure Blob images need exactly one of AZURE_STORAGE_CONNECTION_STRING "
                 "(account key) or GQL_API_AZURE_STORAGE_ACCOUNT_URL (Entra ID identity)"
             )
+        if self.images_cloud == "azure" and self.images_public_base_url is not None:
+            why = (
+                "GQL_API_IMAGES_PROVIDER=azure"
+                if self.images_provider
+                else f"GQL_API_STORE={self.store}, whose images go to Azure"
+            )
+            raise ValueError(
+                f"GQL_API_IMAGES_PUBLIC_BASE_URL cannot be used with Azure Blob images ({why}): "
+                "an upload SAS cannot bind the uploaded Content-Type, so an unsigned read "
+                "would serve a blob uploaded as text/html as a web page; only a signed read "
+                "URL fixes its image type. Unset GQL_API_IMAGES_PUBLIC_BASE_URL (reads are "
+                "then signed)"
+            )
+        if self.images_cloud == "azure" and url is not None:
+            self._check_delegated_ttls()
+
+    def _check_delegated_ttls(self) -> None:
+        """URLs signed with an Azure user-delegation key must end before it (7 days)."""
+        from gql_api.images.azure_blob import MAX_DELEGATED_URL_TTL
+
+        longest = int(MAX_DELEGATED_URL_TTL.total_seconds())
+        for variable, ttl in (
+            ("GQL_API_IMAGES_READ_URL_TTL", self.images_read_url_ttl),
+            ("GQL_API_UPLOAD_URL_TTL", self.upload_url_ttl),
+        ):
+            if ttl > longest:
+                raise ValueError(
+                    f"{variable}={ttl} is too long for Azure Blob images signed with an "
+                    f"Entra ID identity (GQL_API_AZURE_STORAGE_ACCOUNT_URL): at most "
+                    f"{longest} seconds, since a user-delegation key lasts at most 7 days "
+                    "and must outlive every URL it signs, with a margin"
+                )
 
     @property
     def images_cloud(self) -> ImagesProvider | None:

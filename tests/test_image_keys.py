@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from gql_api.images import (
@@ -13,6 +15,15 @@ from gql_api.images import (
     open_image_storage,
     upload_url_ttl,
 )
+from gql_api.images.azure_blob import (
+    CLOCK_SKEW,
+    DELEGATION_KEY_MARGIN,
+    MAX_DELEGATED_URL_TTL,
+    AzureBlobImageStorage,
+    delegation_key_expiring,
+    delegation_key_lifetime,
+)
+from gql_api.images.base import ImageStorageError
 from gql_api.settings import Settings, SettingsError, load_settings
 
 RANDOM = "Abc-_0123456789xyzXYZ9"  # 22 url-safe characters, as handed out
@@ -91,6 +102,8 @@ def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         "AZURE_STORAGE_CONNECTION_STRING",
         "GQL_API_AZURE_STORAGE_ACCOUNT_URL",
         "GQL_API_UPLOAD_URL_TTL",
+        "GQL_API_IMAGES_READ_URL_TTL",
+        "GQL_API_IMAGES_PUBLIC_BASE_URL",
     ]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("GQL_API_COSMOS_URL", "https://example.documents.azure.com:443/")
@@ -173,3 +186,121 @@ def test_azure_with_an_account_url_signs_with_an_identity(env: pytest.MonkeyPatc
     )
     storage = open_image_storage(settings)
     assert storage is not None and storage.name == "azure"
+
+
+# Azure Blob: a public base URL would serve blobs with the type they were uploaded with
+# (an upload SAS cannot bind it), so only signed reads, which fix it, are allowed.
+
+AZURE_KEY = {"AZURE_STORAGE_CONNECTION_STRING": "AccountName=a;AccountKey=a2V5"}
+AZURE_IDENTITY = {"GQL_API_AZURE_STORAGE_ACCOUNT_URL": "https://a.blob.core.windows.net"}
+
+
+@pytest.mark.parametrize("signing", [AZURE_KEY, AZURE_IDENTITY])
+@pytest.mark.parametrize(
+    ("images", "why"),
+    [
+        ({"GQL_API_IMAGES_PROVIDER": "azure"}, "GQL_API_IMAGES_PROVIDER=azure"),
+        ({"GQL_API_STORE": "cosmos"}, "GQL_API_STORE=cosmos"),
+    ],
+)
+def test_azure_refuses_a_public_base_url(
+    env: pytest.MonkeyPatch, signing: dict[str, str], images: dict[str, str], why: str
+) -> None:
+    for name, value in {**signing, **images, "GQL_API_IMAGES_BUCKET": "b"}.items():
+        env.setenv(name, value)
+    storage = open_image_storage(load_settings())
+    assert storage is not None and storage.name == "azure"
+    env.setenv("GQL_API_IMAGES_PUBLIC_BASE_URL", "https://cdn.example.com/images")
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    message = str(refused.value)
+    assert "GQL_API_IMAGES_PUBLIC_BASE_URL" in message
+    assert why in message
+    assert "Content-Type" in message and "text/html" in message
+
+
+@pytest.mark.parametrize("provider", ["s3", "gcs"])
+def test_other_clouds_keep_a_public_base_url(env: pytest.MonkeyPatch, provider: str) -> None:
+    env.setenv("GQL_API_IMAGES_BUCKET", "b")
+    env.setenv("GQL_API_IMAGES_PROVIDER", provider)
+    env.setenv("GQL_API_IMAGES_PUBLIC_BASE_URL", "https://cdn.example.com/images")
+    assert load_settings().images_public_base_url == "https://cdn.example.com/images"
+
+
+# Azure Blob with an Entra ID identity: URLs are signed with a user-delegation key, which
+# lasts at most 7 days (by Azure's clock) and must outlive every URL it signs.
+
+LONGEST_DELEGATED = int(MAX_DELEGATED_URL_TTL.total_seconds())
+
+
+def test_azure_with_an_identity_refuses_url_lifetimes_no_delegation_key_covers(
+    env: pytest.MonkeyPatch,
+) -> None:
+    variable = "GQL_API_IMAGES_READ_URL_TTL"
+    for name, value in {**AZURE_IDENTITY, "GQL_API_IMAGES_BUCKET": "b"}.items():
+        env.setenv(name, value)
+    env.setenv("GQL_API_IMAGES_PROVIDER", "azure")
+    env.setenv(variable, str(LONGEST_DELEGATED))
+    settings = load_settings()
+    assert open_image_storage(settings) is not None
+    for too_long in (LONGEST_DELEGATED + 1, 604_800 - 1, 604_800):
+        env.setenv(variable, str(too_long))
+        with pytest.raises(SettingsError) as refused:
+            load_settings()
+        message = str(refused.value)
+        assert variable in message and "GQL_API_AZURE_STORAGE_ACCOUNT_URL" in message
+        assert f"at most {LONGEST_DELEGATED} seconds" in message
+    # Upload URLs are signed with the same key; their own bound (a day) is lower today,
+    # the rule holds whatever that bound becomes.
+    longer_uploads = settings.model_copy(update={"upload_url_ttl": LONGEST_DELEGATED + 1})
+    with pytest.raises(ValueError, match="GQL_API_UPLOAD_URL_TTL"):
+        longer_uploads._check_delegated_ttls()
+
+
+def test_azure_with_an_account_key_keeps_the_longest_read_url_lifetime(
+    env: pytest.MonkeyPatch,
+) -> None:
+    for name, value in {**AZURE_KEY, "GQL_API_IMAGES_BUCKET": "b"}.items():
+        env.setenv(name, value)
+    env.setenv("GQL_API_IMAGES_PROVIDER", "azure")
+    env.setenv("GQL_API_IMAGES_READ_URL_TTL", "604800")
+    assert open_image_storage(load_settings()) is not None
+
+
+def test_a_delegation_key_ends_within_azures_limit_and_outlives_its_urls() -> None:
+    azure_limit = timedelta(days=7)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    step = timedelta(minutes=7)
+    for seconds in (60, 3600, 43_199, 43_200, 86_400, 3 * 86_400, 302_400, LONGEST_DELEGATED):
+        longest = timedelta(seconds=seconds)
+        lifetime = delegation_key_lifetime(longest)
+        # Asked from a clock up to CLOCK_SKEW ahead of Azure's, it still ends in 7 days.
+        assert lifetime + CLOCK_SKEW <= azure_limit, longest
+        # A fresh key is not renewed at once: it serves hours of requests.
+        assert not delegation_key_expiring(start + lifetime, start, longest)
+        assert lifetime - longest - DELEGATION_KEY_MARGIN >= timedelta(hours=11), longest
+        # Over two weeks of requests every URL ends a margin before the key that signs
+        # it, and keys are renewed at most about once per 11 hours.
+        now, expiry, renewals = start, None, 0
+        while now < start + timedelta(days=14):
+            if delegation_key_expiring(expiry, now, longest):
+                expiry, renewals = now + delegation_key_lifetime(longest), renewals + 1
+            assert expiry is not None
+            assert now + longest + DELEGATION_KEY_MARGIN <= expiry
+            now += step
+        assert renewals <= 14 * 24 // 11 + 1, (longest, renewals)
+
+
+def test_no_delegation_key_is_asked_for_urls_it_could_not_cover() -> None:
+    with pytest.raises(ImageStorageError, match="at most"):
+        delegation_key_lifetime(MAX_DELEGATED_URL_TTL + timedelta(seconds=1))
+    with pytest.raises(ImageStorageError):
+        AzureBlobImageStorage(
+            "images",
+            account_url="https://a.blob.core.windows.net",
+            read_ttl=timedelta(days=7),
+        )
+    # With an account key there is no delegation key: any lifetime up to 7 days.
+    AzureBlobImageStorage(
+        "images", connection_string="AccountName=a;AccountKey=a2V5", read_ttl=timedelta(days=7)
+    )

@@ -70,12 +70,12 @@ def open_image_storage(settings: Settings) -> ImageStorage | None:
     if provider == "azure":
         from gql_api.images.azure_blob import AzureBlobImageStorage
 
+        # Never a public base URL: only a read SAS fixes the type a blob is served with.
         secret = settings.azure_storage_connection_string
         return AzureBlobImageStorage(
             bucket,
             connection_string=None if secret is None else secret.get_secret_value(),
             account_url=settings.azure_storage_account_url,
-            public_base_url=public,
             read_ttl=read_ttl,
             timeout=timeout,
         )

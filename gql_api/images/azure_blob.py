@@ -5,7 +5,7 @@ Two ways to sign, both local HMACs (no request per URL):
 - an account key (``AZURE_STORAGE_CONNECTION_STRING``): a service SAS per blob;
 - an Entra ID identity (``GQL_API_AZURE_STORAGE_ACCOUNT_URL`` and
   ``DefaultAzureCredential``): a user-delegation SAS, signed with a user-delegation
-  key fetched once and kept until it nears its end (one request a day, not per URL).
+  key fetched once and kept until it nears its end (at most about two requests a day, not per URL).
   The identity needs "Storage Blob Delegator" on the account and "Storage Blob Data
   Contributor" on the container.
 
@@ -14,7 +14,13 @@ its one blob only. Neither kind of SAS can bind the request's Content-Type (a
 user-delegation SAS could, with a service version Azure does not generally offer yet),
 so each read SAS instead fixes the Content-Type the blob is served with to the one
 its key's extension stands for: whatever an uploader sent, it is served as that image
-type. The Azure-only header ``x-ms-blob-type: BlockBlob`` is part of each upload.
+type. Hence no public base URL here: unsigned reads would serve a blob with the type it
+was uploaded with, text/html included (settings refuse the combination). The Azure-only
+header ``x-ms-blob-type: BlockBlob`` is part of each upload.
+
+A user-delegation key ends at most 7 days after Azure's clock, and each SAS it signs
+must end before it does; so the URLs it signs last at most ``MAX_DELEGATED_URL_TTL``
+(settings refuse longer ones on that path).
 """
 
 from __future__ import annotations
@@ -25,7 +31,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gql_api.images.base import (
-    MAX_URL_TTL,
     Check,
     Clock,
     ImageStorageError,
@@ -42,11 +47,34 @@ if TYPE_CHECKING:
     from azure.storage.blob import UserDelegationKey
     from azure.storage.blob.aio import BlobServiceClient
 
-# A user-delegation key is asked for this long (Azure allows up to 7 days) and renewed
-# once less than the longest URL lifetime plus this margin is left.
+# A user-delegation key is asked for this long (or twice the longest URL lifetime) and
+# renewed once less than the longest URL lifetime plus this margin is left.
 DELEGATION_KEY_LIFETIME = timedelta(days=1)
 DELEGATION_KEY_MARGIN = timedelta(minutes=5)
 CLOCK_SKEW = timedelta(minutes=5)  # a delegation key starts this early
+# Azure refuses a key ending more than 7 days after its own clock; ours may run ahead
+# by up to CLOCK_SKEW.
+MAX_DELEGATION_KEY_LIFETIME = timedelta(days=7) - CLOCK_SKEW
+# The longest URL a user-delegation key signs: a key of the longest lifetime covers it
+# plus the margin, and then still serves about a day before it is renewed.
+MAX_DELEGATED_URL_TTL = timedelta(days=6)
+
+
+def delegation_key_lifetime(longest: timedelta) -> timedelta:
+    """How long a new user-delegation key is asked for, to sign URLs of at most
+    ``longest`` (at most ``MAX_DELEGATED_URL_TTL``)."""
+    if longest > MAX_DELEGATED_URL_TTL:
+        raise ImageStorageError(
+            f"a URL signed with a user-delegation key lasts at most {MAX_DELEGATED_URL_TTL}, "
+            f"not {longest}"
+        )
+    return min(max(DELEGATION_KEY_LIFETIME, 2 * longest), MAX_DELEGATION_KEY_LIFETIME)
+
+
+def delegation_key_expiring(expiry: datetime | None, now: datetime, longest: timedelta) -> bool:
+    """Whether a key ending at ``expiry`` (None: no key yet) must be renewed before it
+    signs a URL of ``longest`` lifetime: the URL must end a margin before the key."""
+    return expiry is None or expiry - now < longest + DELEGATION_KEY_MARGIN
 
 
 class AzureBlobImageStorage:
@@ -59,7 +87,6 @@ class AzureBlobImageStorage:
         connection_string: str | None = None,
         account_url: str | None = None,
         credential: AsyncTokenCredential | None = None,
-        public_base_url: str | None = None,
         read_ttl: timedelta = timedelta(hours=1),
         timeout: float = 5.0,
         clock: Clock = utc_now,
@@ -70,8 +97,9 @@ class AzureBlobImageStorage:
                 "or an account URL (Entra ID identity)"
             )
         check_ttl(read_ttl)
+        if account_url is not None:
+            delegation_key_lifetime(read_ttl)  # refuses a read TTL no key can cover
         self.bucket = container
-        self.public_base_url = public_base_url
         self.read_ttl = read_ttl
         self.timeout = timeout
         self._connection_string = connection_string
@@ -131,8 +159,8 @@ class AzureBlobImageStorage:
         async with self._lock:
             now = self._clock()
             expiry = self._delegation_key_expiry
-            if expiry is None or expiry - now < longest + DELEGATION_KEY_MARGIN:
-                lifetime = min(max(DELEGATION_KEY_LIFETIME, 2 * longest), MAX_URL_TTL)
+            if delegation_key_expiring(expiry, now, longest):
+                lifetime = delegation_key_lifetime(longest)
                 self._delegation_key = await client.get_user_delegation_key(
                     now - CLOCK_SKEW, now + lifetime
                 )
@@ -168,8 +196,6 @@ class AzureBlobImageStorage:
         return urls
 
     async def read_urls(self, keys: Sequence[str]) -> list[str]:
-        if self.public_base_url is not None:
-            return [public_url(self.public_base_url, key) for key in keys]
         if not keys:
             return []
         from azure.storage.blob import BlobSasPermissions, generate_blob_sas
