@@ -13,9 +13,10 @@ import pytest
 
 from gql_api.errors import StoreUnavailableError
 from gql_api.service import NewPost, PostEdit, PostService
-from gql_api.stores.cosmos import CosmosStore
+from gql_api.stores.base import NotFound, PostChanges, PostRecord, StoreUnavailable
+from gql_api.stores.cosmos import POSTS, CosmosStore
 from tests.conftest import COSMOS_KEY
-from tests.helpers import ALICE, BOB, StepClock, cli_env, free_port, run_cli
+from tests.helpers import ALICE, BOB, StepClock, cli_env, free_port, record, run_cli
 
 
 class RoundTrips:
@@ -163,6 +164,77 @@ async def test_provision_and_doctor_from_the_command_line(cosmos_url: str) -> No
     after = await asyncio.to_thread(run_cli, ["doctor"], env)
     assert after.returncode == 0, after.stdout + after.stderr
     assert "ok    store cosmos: read, conditional write, page and delete work" in after.stdout
+
+
+def changes_of(post: PostRecord) -> PostChanges:
+    return PostChanges(
+        content="edited",
+        is_markdown=False,
+        tags=(),
+        image_keys=(),
+        updated_at=post.created_at,
+    )
+
+
+async def test_a_missing_item_is_no_such_post(counted: tuple[CosmosStore, RoundTrips]) -> None:
+    store, _ = counted
+    post = await store.create(record())
+    await store.delete(post)
+    assert await store.get(post.id) is None
+    with pytest.raises(NotFound):
+        await store.update(post, changes_of(post))
+    with pytest.raises(NotFound):
+        await store.delete(post)
+
+
+@pytest.mark.parametrize("gone", ["container", "database"])
+async def test_a_point_read_or_write_in_a_missing_container_is_store_unavailable(
+    counted: tuple[CosmosStore, RoundTrips], gone: str
+) -> None:
+    """Cosmos DB answers an item request whose container or database is gone with 404
+    and sub-status 1003: the store is unavailable, not the post missing (a client told
+    "no such post" may drop its copy)."""
+    store, _ = counted
+    post = await store.create(record())  # the SDK now has the container's properties
+    assert store._client is not None
+    database = store._client.get_database_client(store.database_name)
+    if gone == "container":
+        await database.delete_container(POSTS)
+    else:
+        await store._client.delete_database(store.database_name)
+    with pytest.raises(StoreUnavailable, match="run `gql-api provision`"):
+        await store.get(post.id)
+    with pytest.raises(StoreUnavailable, match="run `gql-api provision`"):
+        await store.update(post, changes_of(post))
+    with pytest.raises(StoreUnavailable, match="run `gql-api provision`"):
+        await store.delete(post)
+    service = PostService(store, timeout=5)
+    with pytest.raises(StoreUnavailableError):
+        await service.get_post(post.id)
+
+
+@pytest.mark.parametrize("missing", ["container", "database"])
+async def test_a_fresh_client_on_a_missing_container_is_store_unavailable(
+    cosmos_url: str, missing: str
+) -> None:
+    """A client that never saw the container reads its properties first; that read's 404
+    (the container itself missing, or its database) is the store being unavailable too."""
+    name = f"t{uuid.uuid4().hex}"
+    store = CosmosStore(cosmos_url, key=COSMOS_KEY, database=name, verify_tls=False)
+    await store.open()
+    try:
+        assert store._client is not None
+        if missing == "container":  # the database alone: no containers in it
+            await store._client.create_database_if_not_exists(name)
+        post = record()
+        with pytest.raises(StoreUnavailable, match="run `gql-api provision`"):
+            await store.get(post.id)
+        with pytest.raises(StoreUnavailable, match="run `gql-api provision`"):
+            await store.update(post, changes_of(post))
+        with pytest.raises(StoreUnavailable, match="run `gql-api provision`"):
+            await store.delete(post)
+    finally:
+        await store.close()
 
 
 def test_the_cosmos_store_needs_its_url() -> None:

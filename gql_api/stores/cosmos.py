@@ -26,6 +26,13 @@ Writes: create is one ``create_item``. Update (``replace_item``) and delete are
 conditional on the ETag the service read (``MatchConditions.IfNotModified``): a 412
 becomes ``VersionConflict``, a 404 ``NotFound``. Tags live in the post item.
 
+A 404 means "no such post" only when it answers the item's own request and is not
+Cosmos DB's "owner resource not found" (sub-status 1003): while the database or the
+posts container is missing, a point read, replace or delete is ``StoreUnavailable``,
+never a null post or ``NOT_FOUND`` a client could act on (drop its copy of the post).
+The SDK reads a container's properties before its first item request; that read's 404
+(the container itself missing, no sub-status) is the store being unavailable too.
+
 Retries: 429 (throttled) and transient errors are retried by the SDK's retry options,
 bounded (``retry_total``, ``retry_backoff_max``); every call is also bounded by
 ``GQL_API_STORE_TIMEOUT``, past which the client gets ``STORE_UNAVAILABLE``. The
@@ -155,7 +162,9 @@ class CosmosStore:
                 item = await database.get_container_client(POSTS).read_item(
                     post_id, partition_key=post_id, response_hook=self._charged("get")
                 )
-            except CosmosResourceNotFoundError:
+            except CosmosResourceNotFoundError as error:
+                if _owner_missing(error):
+                    raise  # _calling: the database or the container is missing
                 return None
         return _record(item)
 
@@ -344,7 +353,9 @@ class CosmosStore:
         async with self._calling() as database:
             try:
                 yield database.get_container_client(POSTS), condition
-            except CosmosResourceNotFoundError:
+            except CosmosResourceNotFoundError as error:
+                if _owner_missing(error):
+                    raise  # _calling: the database or the container is missing
                 raise NotFound(current.id) from None
             except CosmosAccessConditionFailedError:
                 stored = await self.get(current.id)  # the race was lost: to whom?
@@ -387,6 +398,28 @@ class CosmosStore:
                     "is missing; run `gql-api provision`"
                 ) from error
             raise
+
+
+def _owner_missing(error: Any) -> bool:
+    """Whether a 404 says that the database or the container is missing, not the item.
+
+    Cosmos DB answers a request on an item of a missing container or database with 404
+    and sub-status 1003 (``SubStatusCodes.OWNER_RESOURCE_NOT_FOUND``). A 404 to a request
+    that was not for an item (``/dbs/{db}/colls/{coll}/docs/{id}``) is the SDK's own
+    read of the container's properties finding no container (or no database).
+    """
+    from urllib.parse import urlsplit
+
+    from azure.cosmos.http_constants import SubStatusCodes
+
+    if getattr(error, "sub_status", None) == SubStatusCodes.OWNER_RESOURCE_NOT_FOUND:
+        return True
+    response = getattr(error, "response", None)
+    request = getattr(response, "request", None)
+    if request is None:
+        return False
+    segments = [segment for segment in urlsplit(request.url).path.split("/") if segment]
+    return not (len(segments) >= 6 and segments[-2] == "docs")
 
 
 def _has_indexes(properties: Mapping[str, Any]) -> bool:
