@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -434,8 +435,15 @@ async def test_a_storage_that_does_not_answer_is_bounded_by_the_store_timeout(
         sqlite_path=tmp_path / "db.sqlite", dev_secret=DEV_SECRET, store_timeout=0.2
     )
     async for slow in serve(settings, SilentStorage(api.images.inner)):
-        error = await slow.error(UPLOAD, {"count": 1})
+        started = time.monotonic()
+        try:
+            # A hang guard, not a speed test: 25 times the store timeout.
+            async with asyncio.timeout(5):
+                error = await slow.error(UPLOAD, {"count": 1})
+        except TimeoutError:
+            pytest.fail("uploadUrls still unanswered after 5 s with a store timeout of 0.2 s")
         assert error["extensions"] == {"code": "IMAGE_STORAGE_UNAVAILABLE"}
+        assert time.monotonic() - started < 5
 
 
 # --- what the app loads and opens ------------------------------------------------------------
