@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiosqlite
 import pytest
 
 from gql_api.errors import StoreUnavailableError
 from gql_api.service import NewPost, PostService
+from gql_api.stores import sqlite as sqlite_module
 from gql_api.stores.base import PageQuery, PostRecord, ProfileRecord, StoreUnavailable
 from gql_api.stores.sqlite import MIGRATIONS, SqliteStore, _page_sql
 from tests.helpers import ALICE, record
@@ -158,6 +161,43 @@ async def test_a_write_lock_held_elsewhere_is_store_unavailable_then_recovers(
         # ...and the write the client was told failed did not happen after all.
         assert (await service.list_posts(first=10)).edges == []
         post = await service.create_post(ALICE, NewPost(content="works again"))
+        assert await store.get(post.id) == post
+    finally:
+        await store.close()
+
+
+async def test_a_write_whose_work_ends_past_the_deadline_is_rolled_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock taken late, or the work slow: a transaction that would COMMIT after the
+    caller was answered STORE_UNAVAILABLE is rolled back instead (a retry makes no
+    duplicate)."""
+    store = SqliteStore(tmp_path / "gql-api.db", timeout=0.5)
+    await store.open()
+    insert_tags = sqlite_module._insert_tags
+    slow = True
+
+    async def slow_insert_tags(db: aiosqlite.Connection, post: PostRecord) -> None:
+        await insert_tags(db, post)
+        if slow:  # inside the transaction, past the deadline (0.45 s) and the timeout
+            await asyncio.sleep(0.8)
+
+    monkeypatch.setattr(sqlite_module, "_insert_tags", slow_insert_tags)
+    try:
+        service = PostService(store, timeout=0.5)
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailableError):
+            await service.create_post(ALICE, NewPost(content="late", tags=["t"]))
+        assert time.monotonic() - started < 0.75  # the service's timeout answered
+        with pytest.raises(StoreUnavailable, match="deadline"):  # the store alone, too
+            await store.create(record(tags=("t",)))
+        await asyncio.sleep(0.5)  # the first transaction has ended by now
+        # Neither write took effect, posts nor tags...
+        assert (await service.list_posts(first=10)).edges == []
+        assert (await service.list_posts(first=10, tag="t")).edges == []
+        # ...and the writer is free and healthy.
+        slow = False
+        post = await service.create_post(ALICE, NewPost(content="works", tags=["t"]))
         assert await store.get(post.id) == post
     finally:
         await store.close()

@@ -52,8 +52,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 READERS = 4
-# A write waits for another process's lock for at most this share of the store timeout,
-# so it fails (and rolls back) before the caller's own timeout answers STORE_UNAVAILABLE.
+# A write transaction's deadline, as a share of the store timeout: it waits for another
+# process's lock until then, and is rolled back rather than committed when its work ends
+# past it, so it fails before the caller's own timeout answers STORE_UNAVAILABLE (the
+# rest of the timeout is the COMMIT's margin).
 BUSY_SHARE = 0.9
 
 # Each entry moves the schema from version N to N + 1 (PRAGMA user_version).
@@ -268,7 +270,7 @@ class SqliteStore:
                         await db.execute(statement)
                 await db.execute(f"PRAGMA user_version = {number}")
 
-        await self._transaction(work)
+        await self._transaction(work, bound_work=False)
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -282,30 +284,52 @@ class SqliteStore:
         finally:
             self._readers.put_nowait(db)
 
-    async def _transaction(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+    async def _transaction(
+        self, work: Callable[[aiosqlite.Connection], Awaitable[T]], *, bound_work: bool = True
+    ) -> T:
         """Run ``work`` in one write transaction that always ends in COMMIT or ROLLBACK.
 
         A caller that gives up (a timeout) while waiting for the lock leaves nothing
         behind. Once the lock is held, the transaction runs as its own shielded task to
         its end, so a cancellation can never leave BEGIN without COMMIT or ROLLBACK on
-        the shared writer connection. Waiting for another process's lock (SQLite's
-        busy timeout) is bounded by what is left of ``timeout``, so a write the caller
-        was told failed (STORE_UNAVAILABLE) cannot take effect later, when that lock
-        goes: a client that retries it makes no duplicate.
+        the shared writer connection.
+
+        The transaction has a deadline, ``BUSY_SHARE`` of ``timeout`` after this call
+        (a little less than the caller's own timeout): waiting for another process's
+        lock (SQLite's busy timeout) gets what is left of it, and a transaction whose
+        ``work`` ends past it is rolled back instead of committed (StoreUnavailable). So
+        a write the caller was told failed (STORE_UNAVAILABLE) does not take effect
+        later, when that lock goes or the work ends: a client that retries it makes no
+        duplicate. The one window left is the COMMIT itself: started before the
+        deadline, its WAL append and fsync can still end after the caller's timeout on a
+        stalled disk (the remaining tenth of the timeout is its margin), and a COMMIT
+        cannot be recalled once issued.
+
+        ``bound_work=False`` (the schema migrations at open, which no client waits for
+        and which may take long on a big database) bounds only the wait for the lock.
         """
         started = time.monotonic()
+        deadline = started + self.timeout * BUSY_SHARE
         await self._write_lock.acquire()
-        left = self.timeout * BUSY_SHARE - (time.monotonic() - started)
+        left = deadline - time.monotonic()
         if left <= 0:
             self._write_lock.release()
             raise StoreUnavailable("timed out waiting for the writer")
-        task = asyncio.create_task(self._run_transaction(work, int(left * 1000) + 1))
+        task = asyncio.create_task(
+            self._run_transaction(work, deadline, deadline if bound_work else None)
+        )
         task.add_done_callback(_retrieve_exception)
         return await asyncio.shield(task)
 
     async def _run_transaction(
-        self, work: Callable[[aiosqlite.Connection], Awaitable[T]], busy_ms: int
+        self,
+        work: Callable[[aiosqlite.Connection], Awaitable[T]],
+        lock_deadline: float,
+        commit_deadline: float | None,
     ) -> T:
+        """BEGIN IMMEDIATE (waiting for another process's lock until ``lock_deadline``),
+        ``work``, then COMMIT, or ROLLBACK if ``work`` failed or ended past
+        ``commit_deadline``."""
         try:
             db = self._writer
             if db is None:
@@ -313,10 +337,14 @@ class SqliteStore:
             if db.in_transaction:  # never expected; heal rather than fail every later write
                 log.error("sqlite writer was left inside a transaction; rolling it back")
                 await db.execute("ROLLBACK")
+            busy_ms = max(1, int((lock_deadline - time.monotonic()) * 1000) + 1)
             await db.execute(f"PRAGMA busy_timeout = {busy_ms}")
             await db.execute("BEGIN IMMEDIATE")
             try:
                 result = await work(db)
+                if commit_deadline is not None and time.monotonic() >= commit_deadline:
+                    # The caller is answered STORE_UNAVAILABLE, or soon will be.
+                    raise StoreUnavailable("the write ran past its deadline; rolled back")
                 await db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
