@@ -136,9 +136,9 @@ class Client:
             self.tally.error(f"HTTP {response.status_code}", f"{operation}: {response.text}")
             return None
         body: dict[str, Any] = response.json()
-        for error in body.get("errors") or []:
-            code = error.get("extensions", {}).get("code", "no code")
-            self.tally.error(code, f"{operation}: {error.get('message')}")
+        for failure in body.get("errors") or []:
+            code = failure.get("extensions", {}).get("code", "no code")
+            self.tally.error(code, f"{operation}: {failure.get('message')}")
         return body.get("data")
 
 

@@ -10,7 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -61,60 +61,79 @@ def _wait_until_ready(process: subprocess.Popen[bytes], ready_url: str, log: IO[
             time.sleep(0.1)
 
 
-@contextmanager
-def moto_server() -> Iterator[str]:
-    """moto's server (DynamoDB and S3 over HTTP), one request at a time (see moto_serial)."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    script = Path(__file__).with_name("moto_serial.py")
-    command = [sys.executable, str(script), "127.0.0.1", str(port)]
-    with running(command, f"{url}/moto-api/"):
-        yield url
-
-
 FIRESTORE_JAR = Path(
     "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar"
 )
-
-
-@contextmanager
-def firestore_emulator() -> Iterator[str]:
-    """Google's Firestore emulator (from the machine image: no package source has it)."""
-    if not FIRESTORE_JAR.exists():
-        raise RuntimeError(
-            f"the Firestore emulator is missing: {FIRESTORE_JAR} does not exist. Install "
-            "Debian's google-cloud-cli-firestore-emulator package; the Firestore store's "
-            "tests cannot run without it"
-        )
-    port = free_port()
-    command = [
-        "java",
-        "-cp",
-        str(FIRESTORE_JAR),
-        "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
-        "start",
-        "--host=127.0.0.1",
-        f"--port={port}",
-    ]
-    with running(command, f"http://127.0.0.1:{port}/"):
-        yield f"127.0.0.1:{port}"
-
-
 COSMOS_SERVER = Path(__file__).with_name("cosmos_server")
 
 
-@contextmanager
-def cosmos_server() -> Iterator[str]:
-    """@vercel/cosmosdb-server over HTTP, started by our start.js (see its comments)."""
-    if not (COSMOS_SERVER / "node_modules" / "@vercel" / "cosmosdb-server").exists():
-        raise RuntimeError(
-            "the local Cosmos DB server is not installed: run `make test` (it runs "
-            "`npm ci --prefix tests/cosmos_server`)"
+def store_server(store: str, port: int) -> tuple[list[str], str, str]:
+    """How to run the local server of ``store`` (dynamodb, firestore or cosmos) on
+    ``port``: its command, its address (moto's and Cosmos's URL, the Firestore
+    emulator's host:port) and the URL that answers once it is ready."""
+    if store == "dynamodb":
+        # moto's server (DynamoDB and S3), one request at a time (see moto_serial).
+        script = Path(__file__).with_name("moto_serial.py")
+        address = f"http://127.0.0.1:{port}"
+        return (
+            [sys.executable, str(script), "127.0.0.1", str(port)],
+            address,
+            f"{address}/moto-api/",
         )
-    port = free_port()
-    command = ["node", str(COSMOS_SERVER / "start.js"), "127.0.0.1", str(port)]
-    with running(command, f"http://127.0.0.1:{port}/"):
-        yield f"http://127.0.0.1:{port}"
+    if store == "firestore":
+        # Google's Firestore emulator (from the machine image: no package source has it).
+        if not FIRESTORE_JAR.exists():
+            raise RuntimeError(
+                f"the Firestore emulator is missing: {FIRESTORE_JAR} does not exist. Install "
+                "Debian's google-cloud-cli-firestore-emulator package; the Firestore "
+                "store's tests cannot run without it"
+            )
+        command = [
+            "java",
+            "-cp",
+            str(FIRESTORE_JAR),
+            "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
+            "start",
+            "--host=127.0.0.1",
+            f"--port={port}",
+        ]
+        return command, f"127.0.0.1:{port}", f"http://127.0.0.1:{port}/"
+    if store == "cosmos":
+        # @vercel/cosmosdb-server over HTTP, started by our start.js (see its comments).
+        if not (COSMOS_SERVER / "node_modules" / "@vercel" / "cosmosdb-server").exists():
+            raise RuntimeError(
+                "the local Cosmos DB server is not installed: run `make test` (it runs "
+                "`npm ci --prefix tests/cosmos_server`)"
+            )
+        address = f"http://127.0.0.1:{port}"
+        return (
+            ["node", str(COSMOS_SERVER / "start.js"), "127.0.0.1", str(port)],
+            address,
+            f"{address}/",
+        )
+    raise ValueError(f"no server for store {store!r}")
+
+
+@contextmanager
+def _store_server(store: str) -> Iterator[str]:
+    command, address, ready = store_server(store, free_port())
+    with running(command, ready):
+        yield address
+
+
+def moto_server() -> AbstractContextManager[str]:
+    """moto's server (DynamoDB and S3 over HTTP): its URL."""
+    return _store_server("dynamodb")
+
+
+def firestore_emulator() -> AbstractContextManager[str]:
+    """Google's Firestore emulator: its host:port."""
+    return _store_server("firestore")
+
+
+def cosmos_server() -> AbstractContextManager[str]:
+    """The local Cosmos DB server: its URL."""
+    return _store_server("cosmos")
 
 
 @contextmanager
@@ -217,32 +236,7 @@ class RestartableServer:
 def restartable_server(store: str) -> Iterator[tuple[RestartableServer, str]]:
     """A dedicated server for ``store`` (dynamodb, firestore or cosmos), started: the
     server and its address (moto's and Cosmos's URL, the Firestore emulator's host:port)."""
-    port = free_port()
-    if store == "dynamodb":
-        script = Path(__file__).with_name("moto_serial.py")
-        command = [sys.executable, str(script), "127.0.0.1", str(port)]
-        address = f"http://127.0.0.1:{port}"
-        ready = f"{address}/moto-api/"
-    elif store == "firestore":
-        if not FIRESTORE_JAR.exists():
-            raise RuntimeError(f"the Firestore emulator is missing: {FIRESTORE_JAR}")
-        command = [
-            "java",
-            "-cp",
-            str(FIRESTORE_JAR),
-            "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
-            "start",
-            "--host=127.0.0.1",
-            f"--port={port}",
-        ]
-        address = f"127.0.0.1:{port}"
-        ready = f"http://{address}/"
-    elif store == "cosmos":
-        command = ["node", str(COSMOS_SERVER / "start.js"), "127.0.0.1", str(port)]
-        address = f"http://127.0.0.1:{port}"
-        ready = f"{address}/"
-    else:
-        raise ValueError(f"no server for store {store!r}")
+    command, address, ready = store_server(store, free_port())
     server = RestartableServer(command, ready)
     server.start()
     try:
