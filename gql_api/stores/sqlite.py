@@ -308,11 +308,9 @@ class SqliteStore:
         ``bound_work=False`` (the schema migrations at open, which no client waits for
         and which may take long on a big database) bounds only the wait for the lock.
         """
-        started = time.monotonic()
-        deadline = started + self.timeout * BUSY_SHARE
+        deadline = time.monotonic() + self.timeout * BUSY_SHARE
         await self._write_lock.acquire()
-        left = deadline - time.monotonic()
-        if left <= 0:
+        if time.monotonic() >= deadline:
             self._write_lock.release()
             raise StoreUnavailable("timed out waiting for the writer")
         task = asyncio.create_task(
