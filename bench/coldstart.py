@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gql_api.packaging import _compile, build_lambda_zip, find_python  # noqa: E402
+from gql_api.packaging import build_lambda_zip, compile_bytecode, find_python  # noqa: E402
 from tests.lambda_events import event  # noqa: E402
 from tests.servers import moto_server, reset_moto  # noqa: E402
 
@@ -204,7 +204,7 @@ def lay_out(folders: dict[str, Path], python: str, scratch: Path) -> None:
              "--constraint", str(ROOT / "constraints.txt"), *requirements],
             check=True,
         )  # fmt: skip
-        _compile(python, folders[name])  # as gql-api's own zip is compiled
+        compile_bytecode(python, folders[name])  # as gql-api's own zip is compiled
 
 
 QUERY = (

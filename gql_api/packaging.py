@@ -101,7 +101,7 @@ def build_lambda_zip(
             *(["--constraint", str(constraints)] if constraints.exists() else []),
             f"{wheel}[aws]",
         )
-        compiled_with = None if compiler is None else _compile(compiler, target)
+        compiled_with = None if compiler is None else compile_bytecode(compiler, target)
         files = sorted(
             (
                 path
@@ -194,7 +194,7 @@ def find_python(version: str) -> str | None:
     return None
 
 
-def _compile(python: str, target: Path) -> str:
+def compile_bytecode(python: str, target: Path) -> str:
     """Compile every module under ``target``; return the compiler's version."""
     command = [
         python,
