@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint typecheck unit schema constraints bench bench-coldstart graphiql-assets chromium clean
+.PHONY: serve test lint typecheck unit fuzz schema constraints bench bench-coldstart graphiql-assets chromium clean
 
 # constraints.txt pins every package to the versions the suite last passed with (the AWS
 # SDKs pin each other tightly; unpinned, pip's resolver can backtrack for a very long time).
@@ -52,6 +52,13 @@ chromium:
 unit: $(BIN)/.installed $(COSMOS_SERVER)/node_modules/.installed \
 		$(AZURITE)/node_modules/.installed $(GRAPHQL_HTTP)/node_modules/.installed chromium
 	$(BIN)/pytest
+
+# schemathesis on every store for FUZZ_SECONDS each, with a new seed (printed) each time:
+# longer than the run in `make test`, and not part of it. FUZZ_SEED=N repeats a run.
+FUZZ_SECONDS ?= 300
+FUZZ_SEED ?= random
+fuzz: $(BIN)/.installed $(COSMOS_SERVER)/node_modules/.installed
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_SEED=$(FUZZ_SEED) $(BIN)/pytest -s tests/test_schemathesis.py
 
 bench-coldstart: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'

@@ -21,13 +21,17 @@ START_TIMEOUT = 60.0
 
 @contextmanager
 def running(
-    command: list[str], ready_url: str, env: dict[str, str] | None = None
+    command: list[str],
+    ready_url: str,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start a server, wait until ``ready_url`` answers, stop it afterwards.
 
     Its output goes to a file, never a pipe: a chatty server blocks once a pipe is full.
+    The file is ``log_path`` when given (kept, for the test to read), else a temporary one.
     """
-    with tempfile.TemporaryFile() as log:
+    with tempfile.TemporaryFile() if log_path is None else log_path.open("w+b") as log:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
@@ -137,12 +141,15 @@ def cosmos_server() -> AbstractContextManager[str]:
 
 
 @contextmanager
-def gql_api_server(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`gql-api serve` on a free port with ``env``: its URL and its process."""
+def gql_api_server(
+    env: dict[str, str], log_path: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`gql-api serve` on a free port with ``env``: its URL and its process (its output,
+    JSON log lines, in ``log_path`` when given)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "gql_api", "serve", "--port", str(port)]
-    with running(command, f"{url}/healthz", env=env) as process:
+    with running(command, f"{url}/healthz", env=env, log_path=log_path) as process:
         yield url, process
 
 
