@@ -39,6 +39,12 @@ async def build_authenticator(settings: Settings) -> Authenticator:
         from gql_api.jwks import build_jwks_authenticator
 
         return build_jwks_authenticator(settings)
+    if settings.shared_dev_server:
+        log.warning(
+            "GQL_API_SHARED_DEV_SERVER=true: dev tokens are accepted, so whoever holds "
+            "GQL_API_DEV_SECRET can sign in as any user, admin included; never serve real "
+            "users like this"
+        )
     secret = await asyncio.to_thread(dev_secret, settings)
     return DevAuthenticator(settings, secret)
 

@@ -41,7 +41,10 @@ def serve(host: str, port: int) -> None:
     from gql_api.app import create_app
     from gql_api.logs import configure_logging
 
-    settings = _settings()
+    try:
+        settings = _settings().served_on(host)
+    except SettingsError as error:
+        _fail(str(error))
     configure_logging(settings.log_level)
     uvicorn.run(
         create_app(settings),

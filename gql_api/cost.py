@@ -7,6 +7,7 @@ costs 1 + 100 * 2, and 700 aliased copies of it cost 140,700.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,7 +50,10 @@ def estimate_cost(
         if definition.default_value is not None
     }
     values.update(variables or {})
-    return _selection_cost(operation.selection_set, fragments, values, {}, frozenset())
+    try:
+        return _selection_cost(operation.selection_set, fragments, values, {}, frozenset())
+    except RecursionError:  # fragments nested past the stack (validation aborts them too)
+        return sys.maxsize
 
 
 def _selection_cost(
@@ -87,7 +91,9 @@ def _page_size(field: FieldNode, variables: Mapping[str, Any]) -> int:
     for argument in field.arguments or ():
         if argument.name.value == "first":
             if isinstance(argument.value, IntValueNode):
-                value = int(argument.value.value)
+                # int() refuses over 4,300 digits (ValueError); 20 digits are past any page.
+                digits = argument.value.value
+                value = int(digits) if len(digits) <= 20 else argument.value
             elif isinstance(argument.value, VariableNode):
                 value = variables.get(argument.value.name.value)
             else:

@@ -1,15 +1,16 @@
 """GraphQL execution: cached parsing and validation, graphql-core execution, error shaping.
 
 Parsing and validating a document depends only on its text and the schema, so both
-are done once per distinct query (bounded LRU caches), not once per request.
+are done once per distinct query, not once per request. The cache is bounded by the
+bytes its documents hold: a parsed document weighs some 50 times its text.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, TypeGuard, cast
 
 import strawberry
@@ -17,6 +18,8 @@ from graphql import (
     DocumentNode,
     ExecutionResult,
     GraphQLError,
+    Location,
+    Node,
     OperationType,
     parse,
     specified_rules,
@@ -26,6 +29,7 @@ from graphql import execute as graphql_execute
 from graphql.utilities import get_operation_ast
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 
+from gql_api.caches import ByteBoundedCache, deep_size
 from gql_api.errors import ApiError
 from gql_api.fast_fields import FastExecutionContext
 from gql_api.query_limits import QueryLimits, limit_rules
@@ -33,10 +37,14 @@ from gql_api.query_limits import QueryLimits, limit_rules
 log = logging.getLogger(__name__)
 _is_awaitable = cast(Callable[[Any], TypeGuard[Awaitable[Any]]], optimized_is_awaitable)
 
-# Documents up to this size are cached; larger ones (rare, legitimate or not) are not,
-# so the caches stay small whatever clients send.
+# Documents up to this size are cached; larger ones (rare, legitimate or not) are not.
 CACHEABLE_QUERY_LENGTH = 16 * 1024
 CACHE_ENTRIES = 1024
+# What the parsed and validated documents may hold in all: hundreds of real queries (a
+# 2 KB query parses into some 100 KB), whatever clients send.
+CACHE_BYTES = 24 * 1024 * 1024
+
+Checked = tuple[DocumentNode | None, list[dict[str, Any]]]
 
 
 class RequestError(Exception):
@@ -60,14 +68,13 @@ class Executor:
         self._rules = [*specified_rules, *limit_rules(self.limits)]
         self._schema = schema._schema
         self._executor_class = FastExecutionContext
-        self._cached_check = lru_cache(maxsize=CACHE_ENTRIES)(self._check)
+        self.documents: ByteBoundedCache[str, Checked] = ByteBoundedCache(
+            CACHE_BYTES, CACHE_ENTRIES
+        )
 
     def prepare(self, query: str, operation_name: str | None) -> Prepared:
         """Parse and validate; raise ``RequestError`` with the GraphQL errors when invalid."""
-        if len(query) <= CACHEABLE_QUERY_LENGTH:
-            document, errors = self._cached_check(query)
-        else:
-            document, errors = self._check(query)
+        document, errors = self._checked(query)
         if errors:
             raise RequestError(errors)
         assert document is not None
@@ -115,7 +122,19 @@ class Executor:
         body["data"] = result.data
         return body
 
-    def _check(self, query: str) -> tuple[DocumentNode | None, list[dict[str, Any]]]:
+    def _checked(self, query: str) -> Checked:
+        """The outcome of ``_check``, from the cache when the same text came before."""
+        checked = self.documents.get(query)
+        if checked is not None:
+            return checked
+        checked = self._check(query)
+        if len(query) <= CACHEABLE_QUERY_LENGTH:
+            if checked[0] is not None:
+                _drop_tokens(checked[0])
+            self.documents.put(query, checked, sys.getsizeof(query) + deep_size(*checked))
+        return checked
+
+    def _check(self, query: str) -> Checked:
         try:
             document = parse(query, max_tokens=self.limits.max_tokens)
         except GraphQLError as error:
@@ -129,6 +148,25 @@ class Executor:
         if errors:
             return None, [_shape(e, _own_code(e, "GRAPHQL_VALIDATION_FAILED")) for e in errors]
         return document, []
+
+
+def _drop_tokens(document: DocumentNode) -> None:
+    """Keep each node's place in the text (error locations need it) but not the lexer's
+    tokens, linked from every node and most of a parsed document's memory."""
+    stack: list[Node] = [document]
+    while stack:
+        node = stack.pop()
+        if node.loc is not None:
+            place = Location.__new__(Location)
+            place.start, place.end, place.source = node.loc.start, node.loc.end, node.loc.source
+            place.start_token = place.end_token = None  # type: ignore[assignment]
+            object.__setattr__(node, "loc", place)  # a frozen dataclass, ours to change
+        for key in node.keys[1:]:  # the first is "loc"
+            value = getattr(node, key, None)
+            if isinstance(value, Node):
+                stack.append(value)
+            elif isinstance(value, tuple | list):
+                stack.extend(item for item in value if isinstance(item, Node))
 
 
 def _parse_failure_code(message: str) -> str:

@@ -14,7 +14,9 @@ Presets fill in the provider's issuer, keys URL and claims:
 The key set is fetched with an async HTTP client, cached, and fetched again only when
 a token names a key id the cache lacks, at most once a minute (once every ten seconds
 while the provider cannot be reached), so no request ever waits on more than one
-shared fetch, and a flood of forged key ids cannot turn into a flood of fetches.
+shared fetch, and a flood of forged key ids cannot turn into a flood of fetches. What
+it holds is bounded by bytes: a key set over MAX_JWKS_BYTES is refused as it arrives,
+and at most MAX_KEYS of its keys are kept.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ REFRESH_INTERVAL = 60.0  # seconds between fetches of the key set
 RETRY_INTERVAL = 10.0  # seconds between attempts while the provider cannot be reached
 FETCH_TIMEOUT = 5.0
 MAX_JWKS_BYTES = 256 * 1024
+MAX_KEYS = 50  # providers publish a handful; rotation keeps two or three at a time
 FIREBASE_JWKS = (
     "https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com"
 )
@@ -117,6 +120,7 @@ class KeySet:
         self.url = url
         self.fetches = 0
         self._keys: dict[str, tuple[Any, str | None]] = {}  # kid -> (PyJWK, its "alg")
+        self.held_bytes = 0  # the size of the key set the keys came from
         self._clock = clock
         self._next_fetch = float("-inf")
         self._lock = asyncio.Lock()
@@ -158,7 +162,8 @@ class KeySet:
         self.fetches += 1
         self._next_fetch = self._clock() + RETRY_INTERVAL  # until this fetch succeeds
         try:
-            keys = _parse_key_set(await self._download())
+            raw = await self._download()
+            keys = _parse_key_set(raw)
         except Exception as error:  # noqa: BLE001 - the provider is down or answers nonsense
             log.warning("cannot fetch the key set from %s: %r", self.url, error)
             return
@@ -169,7 +174,7 @@ class KeySet:
                 len(self._keys),
             )
             return
-        self._keys = keys
+        self._keys, self.held_bytes = keys, len(raw)
         self._next_fetch = self._clock() + REFRESH_INTERVAL
         log.info("fetched %d signing keys from %s", len(keys), self.url)
 
@@ -198,6 +203,9 @@ def _parse_key_set(raw: bytes) -> dict[str, tuple[Any, str | None]]:
     for entry in entries:
         if not isinstance(entry, dict) or entry.get("use", "sig") != "sig" or "kid" not in entry:
             continue
+        if len(keys) == MAX_KEYS:
+            log.warning("the key set holds over %d signing keys; keeping the first", MAX_KEYS)
+            break
         try:
             keys[str(entry["kid"])] = (PyJWK(entry), entry.get("alg"))
         except Exception as error:  # noqa: BLE001 - one bad key must not spoil the others

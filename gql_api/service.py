@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,9 +24,12 @@ from gql_api.errors import (
     StoreUnavailableError,
     Unauthenticated,
 )
+from gql_api.idempotency import check_idempotency_key, replayed, with_idempotency_key
+from gql_api.image_attachments import ImageAttachments
 from gql_api.images import CONTENT_TYPES, ImageInputError, ImageStorage, UploadUrl
 from gql_api.logs import count_store_call
 from gql_api.stores.base import (
+    AlreadyExists,
     InvalidPosition,
     NotFound,
     PageQuery,
@@ -46,7 +48,8 @@ from gql_api.validation import (
     check_nickname,
     check_page_size,
     check_user_id,
-    is_plausible_post_id,
+    is_issued_post_id,
+    new_post_id,
     normalize_tag,
     normalize_tags,
 )
@@ -112,10 +115,6 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def new_post_id() -> str:
-    return uuid.uuid4().hex
-
-
 class PostService:
     def __init__(
         self,
@@ -138,7 +137,7 @@ class PostService:
         await self._call(self.store.ping())
 
     async def get_post(self, post_id: str) -> PostRecord | None:
-        if not is_plausible_post_id(post_id):
+        if not is_issued_post_id(post_id):
             return None
         return await self._call(self.store.get(post_id))
 
@@ -168,7 +167,10 @@ class PostService:
         ]
         return Page(edges=edges, has_next_page=page.has_next_page)
 
-    async def create_post(self, viewer: Identity | None, new: NewPost) -> PostRecord:
+    async def create_post(
+        self, viewer: Identity | None, new: NewPost, idempotency_key: str | None = None
+    ) -> PostRecord:
+        """Store a new post; with ``idempotency_key``, a retry answers the post made."""
         author = _signed_in(viewer)
         post = PostRecord(
             id=self._new_id(),
@@ -182,7 +184,21 @@ class PostService:
             version=1,
             author_nickname=author.nickname,
         )
-        return await self._call(self.store.create(post))
+        if idempotency_key is not None:
+            post = with_idempotency_key(post, check_idempotency_key(idempotency_key))
+            earlier = await self.get_post(post.id)
+            if earlier is not None:
+                return replayed(earlier, post, self._now())
+        async with self._attachments() as images:
+            await images.attach(post.image_keys)
+            try:
+                return await self._call(self.store.create(post))
+            except AlreadyExists:
+                # A retry running beside this one stored it first.
+                earlier = await self.get_post(post.id)
+                if earlier is None or post.idempotency_digest is None:
+                    raise
+                return replayed(earlier, post, self._now())
 
     async def update_post(
         self,
@@ -211,18 +227,28 @@ class PostService:
             )
             return await self.store.update(current, changes)
 
-        return await self._write(user, post_id, expected_version, attempt)
+        async with self._attachments() as images:
+
+            async def attach_new(current: PostRecord) -> None:
+                if edit.image_keys is not None:
+                    keys = check_image_keys(edit.image_keys, current.author_id, "input.imageKeys")
+                    await images.replace(current.image_keys, keys)
+
+            return await self._write(user, post_id, expected_version, attempt, attach_new)
 
     async def delete_post(
         self, viewer: Identity | None, post_id: str, expected_version: int | None = None
     ) -> str:
         user = _signed_in(viewer)
+        images = self._attachments()
 
         async def attempt(current: PostRecord) -> str:
             await self.store.delete(current)
+            images.dropped = current.image_keys
             return post_id
 
-        return await self._write(user, post_id, expected_version, attempt)
+        async with images:
+            return await self._write(user, post_id, expected_version, attempt)
 
     async def load_profiles(self, user_ids: Sequence[str]) -> list[ProfileRecord]:
         """Profiles in the order asked, one store call for all (the DataLoader's batch)."""
@@ -280,6 +306,10 @@ class PostService:
             return []
         return await self._images_call(self.images.read_urls(list(keys)))
 
+    def _attachments(self) -> ImageAttachments:
+        """The images one mutation attaches or drops (see gql_api.image_attachments)."""
+        return ImageAttachments(self.images, self._images_call, self._timeout, "input.imageKeys")
+
     async def _images_call(self, operation: Awaitable[T]) -> T:
         """Bound an image storage call by the store timeout. The storage signs URLs, in
         the process or through its cloud (a key, a token); any failure of it is
@@ -302,8 +332,10 @@ class PostService:
         post_id: str,
         expected_version: int | None,
         attempt: Callable[[PostRecord], Awaitable[T]],
+        before: Callable[[PostRecord], Awaitable[None]] | None = None,
     ) -> T:
-        """Read, check, write conditionally on the version read; retry lost races."""
+        """Read, check, write conditionally on the version read; retry lost races.
+        ``before`` runs after the checks, outside the store call's time bound."""
         current_version: int | None = None
         for round_ in range(WRITE_ATTEMPTS):
             if round_:
@@ -312,15 +344,17 @@ class PostService:
                 await asyncio.sleep(random.uniform(0, RETRY_DELAY_SECONDS * round_))  # noqa: S311
             current = await self.get_post(post_id)
             if current is None:
-                raise PostNotFound(f"no post with id {post_id!r}", id=post_id)
+                raise _not_found(post_id)
             if current.author_id != user.user_id and not user.is_admin:
                 raise Forbidden("only the post's author or an admin may change it")
             if expected_version is not None and current.version != expected_version:
                 raise _conflict(current.version)
+            if before is not None:
+                await before(current)
             try:
                 return await self._call(attempt(current))
             except NotFound:
-                raise PostNotFound(f"no post with id {post_id!r}", id=post_id) from None
+                raise _not_found(post_id) from None
             except VersionConflict as exc:
                 if expected_version is not None:
                     raise _conflict(exc.current_version) from None
@@ -345,6 +379,13 @@ def _signed_in(viewer: Identity | None) -> Identity:
     if viewer is None:
         raise Unauthenticated("sign in to do this: send Authorization: Bearer <token>")
     return viewer
+
+
+def _not_found(post_id: str) -> PostNotFound:
+    # Only an id this service could have issued is echoed, never a client's megabyte.
+    if is_issued_post_id(post_id):
+        return PostNotFound(f"no post with id {post_id!r}", id=post_id)
+    return PostNotFound("no post has this id (not an id this service issues)")
 
 
 def _conflict(current_version: int | None) -> Conflict:

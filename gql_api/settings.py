@@ -6,6 +6,7 @@ exit status 2 and a message naming the variable and what it accepts.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -42,6 +43,15 @@ _CLOUD_PROVIDER_STORES = {
 }
 
 
+# Variables each hosting platform sets in every instance: where one is set, this process
+# serves other people, so dev tokens are refused and introspection is off by default.
+_PLATFORM_SIGNALS = {
+    "lambda_function_name": ("AWS Lambda", "AWS_LAMBDA_FUNCTION_NAME"),
+    "k_service": ("Google Cloud Run", "K_SERVICE"),
+    "functions_worker_runtime": ("Azure Functions", "FUNCTIONS_WORKER_RUNTIME"),
+    "container_app_name": ("Azure Container Apps", "CONTAINER_APP_NAME"),
+}
+
 # Variables of the earlier service, read when ours are unset.
 _FALLBACKS = {
     "GQL_API_DYNAMODB_TABLE": "POSTS_TABLE_NAME",
@@ -65,6 +75,7 @@ class Settings(BaseSettings):
 
     store: StoreName = "sqlite"
     sqlite_path: Path = Path(".gql-api/gql-api.db")
+    sqlite_synchronous: Literal["full", "normal"] = "full"
     store_timeout: Annotated[float, Field(gt=0, le=120)] = 5.0
 
     dynamodb_table: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{3,255}$")] = Field(
@@ -101,7 +112,8 @@ class Settings(BaseSettings):
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
     graphiql: bool = True
-    introspection: bool | None = None  # None: on, except on AWS Lambda
+    introspection: bool | None = None  # None: on, except where deployed (see deployed_on)
+    shared_dev_server: bool = False
     max_depth: Annotated[int, Field(ge=2, le=100)] = 12
     max_aliases: Annotated[int, Field(ge=0, le=10_000)] = 30
     max_tokens: Annotated[int, Field(ge=100, le=1_000_000)] = 10_000
@@ -116,6 +128,7 @@ class Settings(BaseSettings):
     images_provider: ImagesProvider | None = None  # None: the store's cloud
     images_public_base_url: Annotated[str | None, Field(pattern=r"^https?://")] = None
     upload_url_ttl: Annotated[int, Field(ge=60, le=86_400)] = 900
+    max_image_bytes: Annotated[int, Field(ge=1024, le=5 * 1024**3)] = 10 * 1024 * 1024
     images_read_url_ttl: Annotated[int, Field(ge=60, le=604_800)] = 3600
     azure_storage_account_url: Annotated[str | None, Field(pattern=r"^https?://")] = None
     azure_storage_connection_string: SecretStr | None = Field(
@@ -126,6 +139,11 @@ class Settings(BaseSettings):
     lambda_function_name: str | None = Field(
         default=None, validation_alias="AWS_LAMBDA_FUNCTION_NAME"
     )
+    k_service: str | None = Field(default=None, validation_alias="K_SERVICE")
+    functions_worker_runtime: str | None = Field(
+        default=None, validation_alias="FUNCTIONS_WORKER_RUNTIME"
+    )
+    container_app_name: str | None = Field(default=None, validation_alias="CONTAINER_APP_NAME")
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -148,6 +166,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("sqlite_synchronous", mode="before")
+    @classmethod
+    def _lower_synchronous(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("dev_secret")
     @classmethod
@@ -173,11 +196,40 @@ class Settings(BaseSettings):
             )
         self._check_auth()
         self._check_images()
-        if self.lambda_function_name and self.auth == "dev":
+        self._check_deployment(self.deployed_on)
+        return self
+
+    def _check_deployment(self, where: str | None) -> None:
+        """Dev tokens (signed by a secret made on the instance) only on a developer's machine,
+        unless a shared development server says so, loudly."""
+        if where is None or self.auth != "dev":
+            return
+        if not self.shared_dev_server:
             raise ValueError(
-                "GQL_API_AUTH=dev is refused on AWS Lambda (AWS_LAMBDA_FUNCTION_NAME is set): "
-                "dev tokens are for local use only; choose a production identity provider"
+                f"GQL_API_AUTH=dev is refused on {where}: dev tokens are for a developer's "
+                "machine only (GQL_API_AUTH is dev when unset). Set GQL_API_AUTH to jwt, "
+                "cognito, firebase or entra, or GQL_API_SHARED_DEV_SERVER=true for a shared "
+                "development server where anyone holding the dev secret is anyone"
             )
+        if self.dev_secret is None:
+            raise ValueError(
+                f"GQL_API_SHARED_DEV_SERVER=true on {where} needs GQL_API_DEV_SECRET: a "
+                "secret file made on each instance would make tokens that other instances "
+                "refuse"
+            )
+
+    def served_on(self, host: str) -> Settings:
+        """These settings for a server bound to ``host``: an address other than loopback
+        serves other machines, so it is held to the rules of a deployment."""
+        if _is_loopback(host) or self.deployed_on is not None:
+            return self
+        where = f"a server bound to {host} (not loopback)"
+        try:
+            self._check_deployment(where)
+        except ValueError as error:
+            raise SettingsError(f"invalid settings: {error}") from None
+        if self.introspection is None and not self.shared_dev_server:
+            return self.model_copy(update={"introspection": False})
         return self
 
     def _check_auth(self) -> None:
@@ -252,10 +304,21 @@ class Settings(BaseSettings):
         return self.images_provider or _STORE_IMAGES_PROVIDERS.get(self.store)
 
     @property
+    def deployed_on(self) -> str | None:
+        """The hosting platform whose variable is set ("Google Cloud Run (K_SERVICE is
+        set)"), or None on a developer's machine."""
+        for field, (platform, variable) in _PLATFORM_SIGNALS.items():
+            if getattr(self, field):
+                return f"{platform} ({variable} is set)"
+        return None
+
+    @property
     def introspection_enabled(self) -> bool:
+        """Introspection and "did you mean" suggestions: on for a developer (or a shared
+        development server), off by default where deployed."""
         if self.introspection is not None:
             return self.introspection
-        return self.lambda_function_name is None
+        return self.deployed_on is None or self.shared_dev_server
 
     @property
     def data_dir(self) -> Path:
@@ -271,6 +334,15 @@ def load_settings() -> Settings:
         raise SettingsError(_describe(exc)) from None
 
 
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
 def _describe(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors():
@@ -280,8 +352,13 @@ def _describe(exc: ValidationError) -> str:
             continue
         name = str(error["loc"][0])  # a field, or the variable of an alias (upper case)
         variable = name if name.isupper() else f"GQL_API_{name.upper()}"
-        if variable not in os.environ and _FALLBACKS.get(variable) in os.environ:
-            variable = _FALLBACKS[variable]
-        shown = "***" if "SECRET" in variable else os.environ.get(variable, "")
+        fallback = _FALLBACKS.get(variable)
+        if variable not in os.environ and fallback is not None and fallback in os.environ:
+            variable = fallback
+        # Read as pydantic reads it: the variable may be set in another case.
+        given = next((v for k, v in os.environ.items() if k.upper() == variable), "")
+        shown = "***" if "SECRET" in variable else given
+        if len(shown) > 80:  # the variable and the rule are what helps, not a megabyte
+            shown = shown[:77] + "..."
         lines.append(f"{variable}={shown!r}: {message}")
     return "invalid settings: " + "; ".join(lines)

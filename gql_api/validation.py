@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,7 +24,6 @@ class Limits:
     max_images_per_post: int = 4
     max_page_size: int = 100
     default_page_size: int = 20
-    max_id_length: int = 128
     max_user_id_length: int = 256
     max_cursor_length: int = 1024
     max_nickname_length: int = 50
@@ -134,8 +134,10 @@ def check_page_size(first: int | None) -> int:
     if first is None:
         return LIMITS.default_page_size
     if not 1 <= first <= LIMITS.max_page_size:
+        # str() of an int past 4,300 digits raises ValueError: such a value is not shown.
+        shown = first if abs(first) < 10**100 else "a number of over 100 digits"
         raise BadUserInput(
-            f"first must be between 1 and {LIMITS.max_page_size}, got {first}", field="first"
+            f"first must be between 1 and {LIMITS.max_page_size}, got {shown}", field="first"
         )
     return first
 
@@ -148,9 +150,18 @@ def check_user_id(user_id: str, field: str) -> str:
     return user_id
 
 
-def is_plausible_post_id(post_id: str) -> bool:
-    """Ids we could have issued; anything else is simply not found."""
-    return 0 < len(post_id) <= LIMITS.max_id_length and not has_surrogates(post_id)
+# A post id is a random UUID's 32 lowercase hex digits (``new_post_id``), or one derived
+# from an idempotency key in the same form.
+_ISSUED_POST_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def new_post_id() -> str:
+    return uuid.uuid4().hex
+
+
+def is_issued_post_id(post_id: str) -> bool:
+    """Ids this service could have issued; any other names no post, and no store is asked."""
+    return _ISSUED_POST_ID.fullmatch(post_id) is not None
 
 
 # Unicode's bidirectional controls: inside a nickname they would reorder the text shown

@@ -1,4 +1,4 @@
-"""Independent checks of presigned URLs, for local servers that check none.
+"""Independent checks of presigned URLs and POST policies, for local servers that check none.
 
 Both AWS SigV4 and Cloud Storage V4 sign a canonical request built from the URL and
 the headers the client sends; these rebuild it from what a client really sends and
@@ -8,9 +8,12 @@ object name fails as it would on the cloud.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 from collections.abc import Mapping
+from datetime import datetime
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from cryptography.exceptions import InvalidSignature
@@ -78,3 +81,43 @@ def s3_sigv4_signature_valid(method: str, url: str, sent: Mapping[str, str], sec
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
     expected = hmac.new(key, message, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, query["X-Amz-Signature"])
+
+
+def s3_post_policy_signature_valid(fields: Mapping[str, str], secret: str) -> bool:
+    """An S3 presigned POST: HMAC-SHA256 of the base64 policy, with the SigV4 key."""
+    scope = fields["x-amz-credential"].split("/", 1)[1]
+    key = f"AWS4{secret}".encode()
+    for part in scope.split("/"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    expected = hmac.new(key, fields["policy"].encode(), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, fields["x-amz-signature"])
+
+
+def s3_post_policy_refusal(
+    fields: Mapping[str, str], bucket: str, size: int, now: datetime
+) -> str | None:
+    """What S3 would refuse about a POST of these form fields and a file of ``size``
+    bytes under the policy the fields carry (None: it would accept it). As S3 does:
+    every condition must hold, and every field sent must be named by a condition."""
+    policy = json.loads(base64.b64decode(fields["policy"]))
+    if datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00")) <= now:
+        return "the policy has expired"
+    sent = {name.lower(): value for name, value in fields.items()} | {"bucket": bucket}
+    covered = {"policy", "x-amz-signature", "file"}
+    for condition in policy["conditions"]:
+        if isinstance(condition, dict):
+            ((name, value),) = condition.items()
+            operator, field = "eq", name.lower()
+        elif condition[0] == "content-length-range":
+            if not condition[1] <= size <= condition[2]:
+                return f"the file's {size} bytes are outside {condition[1]}..{condition[2]}"
+            continue
+        else:
+            operator, field, value = condition[0], condition[1].lstrip("$").lower(), condition[2]
+        covered.add(field)
+        got = sent.get(field, "")
+        matches = got == value if operator == "eq" else got.startswith(value)
+        if not matches:
+            return f"{field}={got!r} does not match the policy's {value!r}"
+    extra = sorted(set(sent) - covered)
+    return f"fields not in the policy: {extra}" if extra else None

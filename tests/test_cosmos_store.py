@@ -138,7 +138,7 @@ async def test_an_unreachable_server_is_store_unavailable_in_time() -> None:
         service = PostService(store, timeout=2)
         started = time.monotonic()
         with pytest.raises(StoreUnavailableError):
-            await service.get_post("x")
+            await service.get_post("0" * 32)  # an id the store is asked about
         with pytest.raises(StoreUnavailableError):
             await service.create_post(ALICE, NewPost(content="x"))
         assert time.monotonic() - started < 8
@@ -195,7 +195,7 @@ async def test_a_point_read_or_write_in_a_missing_container_is_store_unavailable
     and sub-status 1003: the store is unavailable, not the post missing (a client told
     "no such post" may drop its copy)."""
     store, _ = counted
-    post = await store.create(record())  # the SDK now has the container's properties
+    post = await store.create(record(post_id=uuid.uuid4().hex))  # the SDK knows the container now
     assert store._client is not None
     database = store._client.get_database_client(store.database_name)
     if gone == "container":

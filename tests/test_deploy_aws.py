@@ -7,6 +7,7 @@ from typing import Any
 
 from cfnlint.decode import decode
 
+from gql_api.images.base import PENDING_PREFIX
 from gql_api.stores.dynamodb import INDEXES, table_definition
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "aws" / "template.yaml"
@@ -50,11 +51,15 @@ def test_the_function_may_do_exactly_what_the_store_does() -> None:
         "dynamodb:Query",
         "s3:PutObject",
         "s3:GetObject",
+        "s3:DeleteObject",
+        "s3:ListBucket",
     }
     index_statement = next(s for s in statements if s["Action"] == ["dynamodb:Query"])
     assert index_statement["Resource"] == {"Fn::Sub": "${PostsTable.Arn}/index/*"}
     images_statement = next(s for s in statements if s["Sid"] == "Images")
     assert images_statement["Resource"] == {"Fn::Sub": "${ImagesBucket.Arn}/*"}
+    listing = next(s for s in statements if s["Action"] == ["s3:ListBucket"])
+    assert listing["Resource"] == {"Fn::GetAtt": ["ImagesBucket", "Arn"]}
     assert [a for a in images_statement["Action"] if not a.startswith("s3:")] == []
     assert all(
         "*" not in str(s["Resource"]).replace("/index/*", "").replace("Arn}/*", "")
@@ -79,3 +84,20 @@ def test_the_function_is_configured_for_production() -> None:
     assert "AutoPublishAlias" in function
     api = template()["Resources"]["Api"]["Properties"]["DefaultRouteSettings"]
     assert set(api) == {"ThrottlingRateLimit", "ThrottlingBurstLimit"}
+
+
+def test_uploads_no_post_attached_expire_and_the_limit_is_a_parameter() -> None:
+    resources = template()["Resources"]
+    bucket = resources["ImagesBucket"]["Properties"]
+    (rule,) = bucket["LifecycleConfiguration"]["Rules"]
+    assert (rule["Status"], rule["Prefix"], rule["ExpirationInDays"]) == (
+        "Enabled",
+        PENDING_PREFIX,
+        1,
+    )
+    cors = bucket["CorsConfiguration"]["Fn::If"][1]["CorsRules"][0]
+    assert cors["AllowedMethods"] == ["POST", "GET"]  # uploads are presigned POSTs
+    variables = resources["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["GQL_API_MAX_IMAGE_BYTES"] == {"Ref": "MaxImageBytes"}
+    limit = template()["Parameters"]["MaxImageBytes"]
+    assert (limit["Default"], limit["MinValue"], limit["MaxValue"]) == (10485760, 1024, 5 * 1024**3)

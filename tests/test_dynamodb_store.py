@@ -148,7 +148,7 @@ async def test_an_unreachable_endpoint_is_store_unavailable_in_time() -> None:
         service = PostService(store, timeout=2)
         started = time.monotonic()
         with pytest.raises(StoreUnavailableError):
-            await service.get_post("x")
+            await service.get_post("0" * 32)  # an id the store is asked about
         with pytest.raises(StoreUnavailableError):
             await service.list_posts()
         assert time.monotonic() - started < 6

@@ -507,7 +507,7 @@ async def test_healthz_answers_503_when_the_store_does_not(
         503,
         {"status": "unavailable", "store": store_of(app).name},
     )
-    query = await gql(client, '{ post(id: "x") { id } }')
+    query = await gql(client, '{ post(id: "00000000000000000000000000000000") { id } }')
     assert query.json()["errors"][0]["extensions"]["code"] == "STORE_UNAVAILABLE"
     await store_of(app).open()  # the lifespan closes it again
 
@@ -673,3 +673,22 @@ async def test_persisted_queries_by_hash_over_get(client: httpx.AsyncClient) -> 
     await client.post("/graphql", json={"query": mutation, "extensions": mutation_hash})
     over_get = await client.get("/graphql", params={"extensions": json.dumps(mutation_hash)})
     assert over_get.status_code == 405
+
+
+@pytest.mark.parametrize("digest", ["0" * 64, "surrogate"])
+async def test_a_persisted_query_with_a_lone_surrogate_is_refused_not_a_500(
+    client: httpx.AsyncClient, digest: str
+) -> None:
+    import hashlib
+
+    query = "{ __typename }\ud800"
+    if digest == "surrogate":  # the hash a client computes over the escaped text
+        digest = hashlib.sha256(query.encode("utf-8", "surrogatepass")).hexdigest()
+    body = {"query": query, "extensions": {"persistedQuery": {"version": 1, "sha256Hash": digest}}}
+    # Sent as raw JSON: the escape \ud800 is valid JSON text for a lone surrogate.
+    response = await client.post(
+        "/graphql", content=json.dumps(body).encode(), headers={"content-type": JSON}
+    )
+    assert response.status_code < 500
+    codes = [e["extensions"]["code"] for e in response.json()["errors"]]
+    assert codes in (["BAD_REQUEST"], ["GRAPHQL_PARSE_FAILED"])

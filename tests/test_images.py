@@ -1,27 +1,25 @@
 """Image storage against real local servers: moto (S3), Azurite (Azure Blob) and
 gcp-storage-emulator (Cloud Storage).
 
-Every round trip uploads real bytes with a plain HTTP client through the URL and
-headers the storage handed out, then reads them back through its read URLs. Azurite
-checks SAS itself; moto and the Cloud Storage emulator check no signature, so the
-tests verify those signatures independently (tests/signatures.py).
+Every round trip uploads real bytes with a plain HTTP client through the URL, headers
+and form fields the storage handed out, attaches the upload (inspect, then the
+server-side copy) and reads it back through its read URLs. Azurite checks SAS itself;
+moto and the Cloud Storage emulator check no signature or POST policy, so the tests
+verify those independently (tests/signatures.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gql_api.doctor import image_checks
@@ -33,145 +31,36 @@ from gql_api.images import (
     open_image_storage,
 )
 from gql_api.images.azure_blob import AzureBlobImageStorage
-from gql_api.settings import Settings
-from tests import servers
-from tests.signatures import gcs_v4_signature_valid, s3_sigv4_signature_valid
-
-PROVIDERS = ["s3", "azure", "gcs"]
-TEST_TIMEOUT = 60.0  # seconds any one test may take, servers already started
-TTL = timedelta(minutes=15)
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
-JPEG = b"\xff\xd8\xff\xe0" + os.urandom(3000) + b"\xff\xd9"
-AZURITE_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+from tests import image_storages
+from tests.image_storages import (
+    GCS_ACCOUNT,
+    JPEG,
+    PNG,
+    PROVIDERS,
+    TTL,
+    UPLOAD_METHODS,
+    attach_uploaded,
+    azurite_connection,
+    make_bucket,
+    provider_settings,
+    send,
+    with_header,
 )
-GCS_PROJECT = "demo-gql-api"
-GCS_ACCOUNT = f"images@{GCS_PROJECT}.iam.gserviceaccount.com"
+from tests.signatures import (
+    gcs_v4_signature_valid,
+    s3_post_policy_refusal,
+    s3_post_policy_signature_valid,
+    s3_sigv4_signature_valid,
+)
 
+TEST_TIMEOUT = 60.0  # seconds any one test may take, servers already started
 
-@pytest.fixture(scope="module")
-def azurite_url() -> Iterator[str]:
-    with servers.azurite_server() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def gcs_url() -> Iterator[str]:
-    with servers.gcs_emulator() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def gcs_key() -> rsa.RSAPrivateKey:
-    """A throwaway service-account key: the emulator verifies nothing, the tests do."""
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture
-def gcs_key_file(gcs_key: rsa.RSAPrivateKey, tmp_path: Path) -> Path:
-    pem = gcs_key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    info = {
-        "type": "service_account",
-        "project_id": GCS_PROJECT,
-        "private_key_id": "k1",
-        "private_key": pem,
-        "client_email": GCS_ACCOUNT,
-        "client_id": "1",
-        "token_uri": "https://oauth2.googleapis.com/token",
-    }
-    path = tmp_path / "service-account.json"
-    path.write_text(json.dumps(info))
-    return path
-
-
-def azurite_connection(url: str) -> str:
-    return (
-        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-        f"AccountKey={AZURITE_KEY};BlobEndpoint={url};"
-    )
-
-
-async def make_bucket(provider: str, request: pytest.FixtureRequest, public: bool = False) -> str:
-    """A fresh bucket (container) on the provider's local server."""
-    name = f"img-{uuid.uuid4().hex[:12]}"
-    if provider == "s3":
-        url = request.getfixturevalue("moto_url")
-        async with httpx.AsyncClient(timeout=10) as http:  # moto checks no credentials
-            (await http.put(f"{url}/{name}")).raise_for_status()
-            if public:  # anonymous reads of objects, as a public bucket's policy grants
-                statement = {
-                    "Effect": "Allow",
-                    "Principal": "*",
-                    "Action": "s3:GetObject",
-                    "Resource": f"arn:aws:s3:::{name}/*",
-                }
-                policy = {"Version": "2012-10-17", "Statement": [statement]}
-                made = await http.put(f"{url}/{name}?policy", json=policy)
-                made.raise_for_status()
-    elif provider == "azure":
-        from azure.storage.blob.aio import BlobServiceClient
-
-        conn = azurite_connection(request.getfixturevalue("azurite_url"))
-        async with BlobServiceClient.from_connection_string(conn) as client:
-            await client.create_container(name, public_access="blob" if public else None)
-    else:
-        url = request.getfixturevalue("gcs_url")
-        async with httpx.AsyncClient(timeout=10) as http:
-            made = await http.post(
-                f"{url}/storage/v1/b", params={"project": GCS_PROJECT}, json={"name": name}
-            )
-            made.raise_for_status()
-    return name
-
-
-def provider_settings(
-    provider: str, bucket: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> Settings:
-    """Settings as a deployment gives them: ours, plus the SDKs' standard variables."""
-    fields: dict[str, Any] = {}
-    if provider == "s3":
-        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", request.getfixturevalue("moto_url"))
-        store = "dynamodb"
-    elif provider == "azure":
-        url = request.getfixturevalue("azurite_url")
-        fields["azure_storage_connection_string"] = azurite_connection(url)
-        store = "cosmos"
-        fields["cosmos_url"] = "http://127.0.0.1:9"
-    else:
-        monkeypatch.setenv("STORAGE_EMULATOR_HOST", request.getfixturevalue("gcs_url"))
-        monkeypatch.setenv(
-            "GOOGLE_APPLICATION_CREDENTIALS", str(request.getfixturevalue("gcs_key_file"))
-        )
-        store = "firestore"
-    return Settings(store=store, images_bucket=bucket, **fields)
-
-
-@pytest.fixture(params=PROVIDERS)
-async def storage(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[ImageStorage]:
-    """An open image storage built from settings, as the app builds it."""
-    bucket = await make_bucket(request.param, request)
-    opened = open_image_storage(provider_settings(request.param, bucket, request, monkeypatch))
-    assert opened is not None and opened.name == request.param
-    await opened.open()
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
-async def send(http: httpx.AsyncClient, upload: UploadUrl, body: bytes) -> httpx.Response:
-    """Upload as a browser would: exactly the method and headers handed out."""
-    return await http.request(upload.method, upload.url, headers=list(upload.headers), content=body)
-
-
-def with_header(upload: UploadUrl, name: str, value: str) -> list[tuple[str, str]]:
-    return [(n, value if n.lower() == name.lower() else v) for n, v in upload.headers]
+# The shared fixtures, as this module's (the servers start once per module).
+azurite_url = image_storages.azurite_url
+gcs_url = image_storages.gcs_url
+gcs_key = image_storages.gcs_key
+gcs_key_file = image_storages.gcs_key_file
+storage = image_storages.storage
 
 
 async def test_bytes_uploaded_through_the_urls_read_back_through_read_urls(
@@ -185,12 +74,14 @@ async def test_bytes_uploaded_through_the_urls_read_back_through_read_urls(
             assert upload.key.startswith("alice/")
             assert is_valid_image_key(upload.key, "alice")
             assert not is_valid_image_key(upload.key, "bob")
-            assert upload.method == "PUT"
+            assert upload.method == UPLOAD_METHODS[storage.name]
+            assert bool(upload.fields) == (upload.method == "POST")
             assert before + TTL - timedelta(seconds=5) <= upload.expires_at
             assert upload.expires_at <= datetime.now(UTC) + TTL
         for upload, body in zip(uploads, [PNG, JPEG], strict=True):
             sent = await send(http, upload, body)
-            assert sent.status_code in (200, 201), sent.text
+            assert sent.status_code in (200, 201, 204), sent.text
+            await attach_uploaded(storage, upload.key)
         urls = await storage.read_urls([u.key for u in uploads])
         assert len(urls) == 2
         for url, body, content_type in zip(
@@ -209,7 +100,8 @@ async def test_user_ids_with_spaces_and_symbols_round_trip(storage: ImageStorage
         (upload,) = await storage.upload_urls(user, ["image/gif"], TTL)
         assert upload.key.startswith(f"{user}/")
         assert is_valid_image_key(upload.key, user)
-        assert (await send(http, upload, PNG)).status_code in (200, 201)
+        assert (await send(http, upload, PNG)).status_code in (200, 201, 204)
+        await attach_uploaded(storage, upload.key)
         (url,) = await storage.read_urls([upload.key])
         read = await http.get(url)
         assert read.status_code == 200
@@ -249,7 +141,7 @@ async def test_content_types_are_matched_without_case_or_spaces(storage: ImageSt
     async with asyncio.timeout(TEST_TIMEOUT):
         (upload,) = await storage.upload_urls("alice", [" Image/PNG "], TTL)
         assert upload.key.endswith(".png")
-        assert ("Content-Type", "image/png") in upload.headers
+        assert ("Content-Type", "image/png") in upload.headers + upload.fields
 
 
 async def test_doctor_check_passes_for_a_bucket_that_exists(storage: ImageStorage) -> None:
@@ -288,7 +180,8 @@ async def test_a_public_bucket_is_read_through_the_base_url_without_signing(
     try:
         async with asyncio.timeout(TEST_TIMEOUT), httpx.AsyncClient(timeout=10) as http:
             (upload,) = await public.upload_urls("alice", ["image/png"], TTL)
-            assert (await send(http, upload, PNG)).status_code in (200, 201)
+            assert (await send(http, upload, PNG)).status_code in (200, 201, 204)
+            await attach_uploaded(public, upload.key)
             (url,) = await public.read_urls([upload.key])
             assert url == base + upload.key
             assert "?" not in url
@@ -327,21 +220,37 @@ def sent_headers(upload: UploadUrl, **changes: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("storage", ["s3"], indirect=True)
 @pytest.mark.parametrize("user", ["alice", "ünï cödé+1|x@y%z"])
-async def test_s3_upload_signature_binds_the_content_type_and_the_key(
+async def test_s3_upload_policy_binds_the_pending_name_the_content_type_and_the_size(
     storage: ImageStorage, user: str
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT):
         (upload,) = await storage.upload_urls(user, ["image/png"], TTL)
         read_url, other_url = await storage.read_urls([upload.key, f"{user}/other.png"])
     secret = os.environ["AWS_SECRET_ACCESS_KEY"]
-    query = dict(parse_qsl(urlsplit(upload.url).query))
-    assert "content-type" in query["X-Amz-SignedHeaders"].split(";")
-    assert query["X-Amz-Expires"] == str(int(TTL.total_seconds()))
-    assert s3_sigv4_signature_valid("PUT", upload.url, sent_headers(upload), secret)
-    wrong_type = sent_headers(upload, **{"Content-Type": "text/html"})
-    assert not s3_sigv4_signature_valid("PUT", upload.url, wrong_type, secret)
-    assert not s3_sigv4_signature_valid("PUT", other_path(upload.url), sent_headers(upload), secret)
-    assert not s3_sigv4_signature_valid("GET", upload.url, sent_headers(upload), secret)
+    fields, bucket, limit = dict(upload.fields), storage.bucket, storage.max_bytes
+    assert upload.method == "POST" and upload.headers == ()
+    assert fields["key"] == f"uploads/{upload.key}"
+    assert s3_post_policy_signature_valid(fields, secret)
+    policy = json.loads(base64.b64decode(fields["policy"]))
+    assert ["content-length-range", 1, limit] in policy["conditions"]
+    widened = json.dumps({**policy, "conditions": policy["conditions"][:-1]}).encode()
+    assert not s3_post_policy_signature_valid(
+        {**fields, "policy": base64.b64encode(widened).decode()}, secret
+    )
+    now = datetime.now(UTC)
+    assert s3_post_policy_refusal(fields, bucket, limit, now) is None
+    assert s3_post_policy_refusal(fields, bucket, 1, now) is None
+    for size in (limit + 1, 0):
+        assert "outside" in (s3_post_policy_refusal(fields, bucket, size, now) or "")
+    for changed in (
+        {"key": upload.key},  # the served name: only the server writes it
+        {"key": f"uploads/{user}/AAAAAAAAAAAAAAAAAAAAAA.png"},
+        {"Content-Type": "text/html"},
+        {"success_action_redirect": "https://example.test/"},
+    ):
+        assert s3_post_policy_refusal({**fields, **changed}, bucket, 100, now) is not None
+    assert s3_post_policy_refusal(fields, "another-bucket", 100, now) is not None
+    assert s3_post_policy_refusal(fields, bucket, 100, now + TTL + timedelta(seconds=5))
     assert s3_sigv4_signature_valid("GET", read_url, {}, secret)
     assert not s3_sigv4_signature_valid("PUT", read_url, {}, secret)
     assert s3_sigv4_signature_valid("GET", other_url, {}, secret)
@@ -349,7 +258,7 @@ async def test_s3_upload_signature_binds_the_content_type_and_the_key(
 
 @pytest.mark.parametrize("storage", ["gcs"], indirect=True)
 @pytest.mark.parametrize("user", ["alice", "ünï cödé+1|x@y%z"])
-async def test_gcs_v4_signature_binds_the_content_type_and_the_key(
+async def test_gcs_v4_signature_binds_the_content_type_the_size_and_the_pending_name(
     storage: ImageStorage, gcs_key: rsa.RSAPrivateKey, user: str
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT):
@@ -359,16 +268,27 @@ async def test_gcs_v4_signature_binds_the_content_type_and_the_key(
     query = dict(parse_qsl(urlsplit(upload.url).query))
     assert query["X-Goog-Algorithm"] == "GOOG4-RSA-SHA256"
     assert query["X-Goog-Credential"].startswith(f"{GCS_ACCOUNT}/")
-    assert "content-type" in query["X-Goog-SignedHeaders"].split(";")
+    assert {"content-type", "x-goog-content-length-range"} <= set(
+        query["X-Goog-SignedHeaders"].split(";")
+    )
+    assert ("x-goog-content-length-range", f"1,{storage.max_bytes}") in upload.headers
+    assert urlsplit(upload.url).path.startswith(f"/{storage.bucket}/uploads/")
     signed_at = datetime.strptime(query["X-Goog-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     lifetime = timedelta(seconds=int(query["X-Goog-Expires"]))
     assert abs(signed_at + lifetime - upload.expires_at) <= timedelta(seconds=2)
     assert gcs_v4_signature_valid("PUT", upload.url, sent_headers(upload), public_key)
     wrong_type = sent_headers(upload, **{"Content-Type": "image/png"})
     assert not gcs_v4_signature_valid("PUT", upload.url, wrong_type, public_key)
+    # Cloud Storage refuses a body outside the range; the client can neither widen nor drop it.
+    wider = sent_headers(upload, **{"x-goog-content-length-range": "1,99999999999"})
+    assert not gcs_v4_signature_valid("PUT", upload.url, wider, public_key)
+    dropped = {n: v for n, v in upload.headers if n != "x-goog-content-length-range"}
+    assert not gcs_v4_signature_valid("PUT", upload.url, dropped, public_key)
     assert not gcs_v4_signature_valid(
         "PUT", other_path(upload.url), sent_headers(upload), public_key
     )
+    served = upload.url.replace("/uploads/", "/", 1)  # only the server writes the key itself
+    assert not gcs_v4_signature_valid("PUT", served, sent_headers(upload), public_key)
     assert not gcs_v4_signature_valid("GET", upload.url, sent_headers(upload), public_key)
     assert gcs_v4_signature_valid("GET", read_url, {}, public_key)
     assert not gcs_v4_signature_valid("PUT", read_url, {}, public_key)
@@ -421,6 +341,7 @@ async def test_azure_refuses_a_tampered_or_misused_upload_sas(
         assert (await send(http, upload, PNG)).status_code == 201
         assert (await http.get(upload.url)).status_code == 403  # no read with an upload SAS
         assert (await http.delete(upload.url)).status_code == 403
+        await attach_uploaded(azure_storage, upload.key)
         (read_url,) = await azure_storage.read_urls([upload.key])
         assert (await http.get(read_url)).content == PNG
         assert (await http.put(read_url, headers=headers, content=JPEG)).status_code == 403
@@ -455,6 +376,7 @@ async def test_azure_serves_an_image_as_its_keys_type_whatever_was_uploaded(
         headers = with_header(upload, "Content-Type", "text/html")
         sent = await http.request(upload.method, upload.url, headers=headers, content=html)
         assert sent.status_code == 201
+        await attach_uploaded(azure_storage, upload.key)  # the service would refuse it first
         (read_url,) = await azure_storage.read_urls([upload.key])
         read = await http.get(read_url)
         assert read.status_code == 200
@@ -475,6 +397,7 @@ async def test_azure_a_public_container_would_serve_what_was_uploaded(
             html = b"<script>alert(1)</script>"
             sent = await http.request(upload.method, upload.url, headers=headers, content=html)
             assert sent.status_code == 201
+            await attach_uploaded(storage, upload.key)  # the service would refuse it first
             unsigned = await http.get(f"{azurite_url}/{container}/{upload.key}")
             assert unsigned.status_code == 200
             assert unsigned.headers["content-type"] == "text/html"

@@ -19,7 +19,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from gql_api.app import create_app
 from gql_api.auth import InvalidToken
-from gql_api.jwks import JwksAuthenticator, build_jwks_authenticator
+from gql_api.jwks import MAX_JWKS_BYTES, MAX_KEYS, JwksAuthenticator, build_jwks_authenticator
 from gql_api.settings import Settings
 from gql_api.stores.memory import MemoryStore
 from tests.helpers import cli_env, run_cli
@@ -510,3 +510,21 @@ async def test_a_key_set_with_nothing_usable_keeps_the_keys_held(
     for _ in range(5):  # a failed refresh is not retried per request
         await refused(verifier, stranger.sign(claims()))
     assert server.fetches == fetched
+
+
+async def test_the_key_set_held_is_bounded_by_bytes_and_count(
+    server: JwksServer, verifier: JwksAuthenticator, rsa_key: SigningKey, clock: Clock
+) -> None:
+    await verifier.authenticate(rsa_key.sign(claims()))
+    assert 0 < verifier.keys.held_bytes <= MAX_JWKS_BYTES
+    spares = [{**rsa_key.jwk, "kid": f"spare-{n}"} for n in range(MAX_KEYS + 20)]
+    server.keys = [rsa_key.jwk, *spares]
+    clock.now += 61
+    await verifier.keys.refresh()
+    assert len(verifier.keys.known) == MAX_KEYS and verifier.keys.known[0] == rsa_key.kid
+    held = verifier.keys.known
+    server.override = {"keys": [rsa_key.jwk], "padding": "x" * MAX_JWKS_BYTES}
+    clock.now += 61
+    await verifier.keys.refresh()  # refused as it arrives: the keys held stay
+    assert verifier.keys.known == held
+    assert verifier.keys.held_bytes <= MAX_JWKS_BYTES

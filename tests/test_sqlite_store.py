@@ -13,9 +13,11 @@ import pytest
 
 from gql_api.errors import StoreUnavailableError
 from gql_api.service import NewPost, PostService
+from gql_api.settings import Settings, SettingsError, load_settings
+from gql_api.stores import create_store
 from gql_api.stores import sqlite as sqlite_module
 from gql_api.stores.base import PageQuery, PostRecord, ProfileRecord, StoreUnavailable
-from gql_api.stores.sqlite import MIGRATIONS, SqliteStore, _page_sql
+from gql_api.stores.sqlite import MIGRATIONS, SqliteStore, _fetchall, _page_sql
 from tests.helpers import ALICE, record
 
 FEEDS = [
@@ -201,3 +203,29 @@ async def test_a_write_whose_work_ends_past_the_deadline_is_rolled_back(
         assert await store.get(post.id) == post
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(("setting", "pragma"), [(None, 2), ("NORMAL", 1), ("full", 2)])
+async def test_writes_are_durable_unless_relaxed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str | None, pragma: int
+) -> None:
+    """synchronous FULL by default: an acknowledged write survives a power loss."""
+    if setting is not None:
+        monkeypatch.setenv("GQL_API_SQLITE_SYNCHRONOUS", setting)
+    settings = Settings(sqlite_path=tmp_path / "gql-api.db")
+    store = create_store(settings)
+    assert isinstance(store, SqliteStore)
+    await store.open()
+    try:
+        connections = [store._writer, *store._all_readers]
+        for db in connections:
+            assert db is not None
+            assert (await _fetchall(db, "PRAGMA synchronous"))[0] == (pragma,)
+    finally:
+        await store.close()
+
+
+def test_an_unknown_synchronous_mode_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GQL_API_SQLITE_SYNCHRONOUS", "off")
+    with pytest.raises(SettingsError, match="GQL_API_SQLITE_SYNCHRONOUS='off'"):
+        load_settings()

@@ -198,6 +198,49 @@ async def test_position_from_any_post_resumes_after_it(store: PostStore) -> None
     assert [p.id for p in rest.posts] == [p.id for p in reversed(posts)][2:]
 
 
+# Ids a client may send that no store can hold: path separators and traversal, names
+# Firestore reserves, NUL, a megabyte, emoji, lone surrogates, URL syntax Cosmos DB routes on.
+HOSTILE_IDS = [
+    "a/b",
+    "a/b/c",
+    "..",
+    ".",
+    "__x__",
+    "a\\b",
+    "a?b",
+    "a#b",
+    "a%2Fb",
+    "x\x00y",
+    "x" * 1_000_000,
+    "🎉",
+    "\ud800",
+    "a\udfffb",
+    " ",
+    "",
+    "id\n",
+]
+
+
+@pytest.mark.parametrize("post_id", HOSTILE_IDS, ids=range(len(HOSTILE_IDS)))
+async def test_any_id_is_safe_to_read_update_and_delete(store: PostStore, post_id: str) -> None:
+    stored = await store.create(record())
+    assert await store.get(post_id) is None
+    ghost = dataclasses.replace(stored, id=post_id)
+    with pytest.raises(NotFound):
+        await store.update(ghost, changes_of(ghost, content="changed"))
+    with pytest.raises(NotFound):
+        await store.delete(ghost)
+    with pytest.raises(ValueError, match="id"):
+        await store.create(dataclasses.replace(record(), id=post_id))
+    assert await store.get(stored.id) == stored  # nothing else was touched
+
+
+@pytest.mark.parametrize("token", [f"123.{post_id}" for post_id in ("a/b", "..", "__x__", "")])
+async def test_position_naming_an_impossible_id_is_refused(store: PostStore, token: str) -> None:
+    with pytest.raises(InvalidPosition):
+        await store.list_posts(PageQuery(first=3, after=token))
+
+
 @pytest.mark.parametrize("token", ["", "garbage", "12x.id", ".id", "123.", "9" * 40 + ".x"])
 async def test_foreign_position_is_refused(store: PostStore, token: str) -> None:
     with pytest.raises(InvalidPosition):

@@ -1,4 +1,5 @@
-"""Image storage: signed upload URLs for fresh keys, read URLs for stored keys.
+"""Image storage: signed upload URLs for fresh keys, read URLs for stored keys, and the
+checks and server-side copies that attach an upload to a post.
 
 ``open_image_storage(settings)`` builds the configured provider (S3, Azure Blob or
 Cloud Storage), or answers None when no images bucket is set. A provider's module and
@@ -12,8 +13,10 @@ from datetime import timedelta
 
 from gql_api.images.base import (
     Check,
+    ImageObject,
     ImageStorage,
     ImageStorageError,
+    NotAttachable,
     UploadUrl,
 )
 from gql_api.images.keys import (
@@ -29,8 +32,10 @@ __all__ = [
     "CONTENT_TYPES",
     "Check",
     "ImageInputError",
+    "ImageObject",
     "ImageStorage",
     "ImageStorageError",
+    "NotAttachable",
     "UploadUrl",
     "content_type_of",
     "is_valid_image_key",
@@ -55,6 +60,7 @@ def open_image_storage(settings: Settings) -> ImageStorage | None:
     if bucket is None or provider is None:
         return None
     public, timeout = settings.images_public_base_url, settings.store_timeout
+    max_bytes = settings.max_image_bytes
     read_ttl = timedelta(seconds=settings.images_read_url_ttl)
     if provider == "s3":
         from gql_api.images.s3 import S3ImageStorage
@@ -66,6 +72,7 @@ def open_image_storage(settings: Settings) -> ImageStorage | None:
             public_base_url=public,
             read_ttl=read_ttl,
             timeout=timeout,
+            max_bytes=max_bytes,
         )
     if provider == "azure":
         from gql_api.images.azure_blob import AzureBlobImageStorage
@@ -78,7 +85,10 @@ def open_image_storage(settings: Settings) -> ImageStorage | None:
             account_url=settings.azure_storage_account_url,
             read_ttl=read_ttl,
             timeout=timeout,
+            max_bytes=max_bytes,
         )
     from gql_api.images.gcs import GcsImageStorage
 
-    return GcsImageStorage(bucket, public_base_url=public, read_ttl=read_ttl, timeout=timeout)
+    return GcsImageStorage(
+        bucket, public_base_url=public, read_ttl=read_ttl, timeout=timeout, max_bytes=max_bytes
+    )

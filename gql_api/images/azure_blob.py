@@ -9,14 +9,18 @@ Two ways to sign, both local HMACs (no request per URL):
   The identity needs "Storage Blob Delegator" on the account and "Storage Blob Data
   Contributor" on the container.
 
-An upload SAS allows create and write on its one blob only; a read SAS allows read on
-its one blob only. Neither kind of SAS can bind the request's Content-Type (a
-user-delegation SAS could, with a service version Azure does not generally offer yet),
-so each read SAS instead fixes the Content-Type the blob is served with to the one
-its key's extension stands for: whatever an uploader sent, it is served as that image
-type. Hence no public base URL here: unsigned reads would serve a blob with the type it
-was uploaded with, text/html included (settings refuse the combination). The Azure-only
-header ``x-ms-blob-type: BlockBlob`` is part of each upload.
+An upload SAS allows create and write on its one blob only (the key's name under
+``uploads/``); a read SAS allows read on its one blob only. Neither kind of SAS can bind
+the request's Content-Type (a user-delegation SAS could, with a service version Azure
+does not generally offer yet) nor its size: the service checks both on the pending blob
+before attaching it, by a copy inside the account from the ETag it inspected onto a
+name holding nothing; the copy stamps that ETag on the key (its only metadata), so a
+refused copy still succeeds when the key holds the copy of that very version (the
+stamp is the proof: the upload SAS lets a client set Content-MD5). Each read SAS also
+fixes the Content-Type the blob is served with to the one its key's extension stands
+for. Hence no public base URL here: unsigned
+reads would serve a blob with the type it was uploaded with (settings refuse the
+combination). The Azure-only header ``x-ms-blob-type: BlockBlob`` is part of each upload.
 
 A user-delegation key ends at most 7 days after Azure's clock, and each SAS it signs
 must end before it does; so the URLs it signs last at most ``MAX_DELEGATED_URL_TTL``
@@ -26,16 +30,22 @@ must end before it does; so the URLs it signs last at most ``MAX_DELEGATED_URL_T
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gql_api.images.base import (
+    DEFAULT_MAX_IMAGE_BYTES,
     Check,
     Clock,
+    ImageObject,
     ImageStorageError,
+    NotAttachable,
     UploadUrl,
+    check_max_bytes,
     check_ttl,
+    pending_name,
     plan_uploads,
     public_url,
     utc_now,
@@ -45,7 +55,7 @@ from gql_api.images.keys import content_type_of
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.storage.blob import UserDelegationKey
-    from azure.storage.blob.aio import BlobServiceClient
+    from azure.storage.blob.aio import BlobClient, BlobServiceClient
 
 # A user-delegation key is asked for this long (or twice the longest URL lifetime) and
 # renewed once less than the longest URL lifetime plus this margin is left.
@@ -58,6 +68,11 @@ MAX_DELEGATION_KEY_LIFETIME = timedelta(days=7) - CLOCK_SKEW
 # The longest URL a user-delegation key signs: a key of the longest lifetime covers it
 # plus the margin, and then still serves about a day before it is renewed.
 MAX_DELEGATED_URL_TTL = timedelta(days=6)
+# The read SAS a copy reads its source with lasts this long (the copy takes a moment).
+COPY_SOURCE_TTL = timedelta(minutes=5)
+COPY_POLL_SECONDS = 0.1  # between checks of a copy Azure answers as still pending
+# The metadata a copy stamps on the key: the ETag of the upload version it copied.
+SOURCE_ETAG = "source_etag"
 
 
 def delegation_key_lifetime(longest: timedelta) -> timedelta:
@@ -89,6 +104,7 @@ class AzureBlobImageStorage:
         credential: AsyncTokenCredential | None = None,
         read_ttl: timedelta = timedelta(hours=1),
         timeout: float = 5.0,
+        max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         clock: Clock = utc_now,
     ) -> None:
         if (connection_string is None) == (account_url is None):
@@ -97,9 +113,11 @@ class AzureBlobImageStorage:
                 "or an account URL (Entra ID identity)"
             )
         check_ttl(read_ttl)
+        check_max_bytes(max_bytes)
         if account_url is not None:
             delegation_key_lifetime(read_ttl)  # refuses a read TTL no key can cover
         self.bucket = container
+        self.max_bytes = max_bytes
         self.read_ttl = read_ttl
         self.timeout = timeout
         self._connection_string = connection_string
@@ -182,17 +200,18 @@ class AzureBlobImageStorage:
         permission = BlobSasPermissions(create=True, write=True)
         urls = []
         for key, content_type in uploads:
+            name = pending_name(key)
             sas = generate_blob_sas(
                 self._account_name,
                 self.bucket,
-                key,
+                name,
                 permission=permission,
                 expiry=expires_at,
                 protocol=self._protocol,
                 **signing,
             )
             headers = (("x-ms-blob-type", "BlockBlob"), ("Content-Type", content_type))
-            urls.append(UploadUrl(key, self._url(key, sas), "PUT", headers, expires_at))
+            urls.append(UploadUrl(key, self._url(name, sas), "PUT", headers, expires_at))
         return urls
 
     async def read_urls(self, keys: Sequence[str]) -> list[str]:
@@ -219,6 +238,88 @@ class AzureBlobImageStorage:
             )
             for key in keys
         ]
+
+    async def inspect(self, key: str) -> ImageObject | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        container = (await self._opened()).get_container_client(self.bucket)
+        try:
+            found = await container.get_blob_client(pending_name(key)).get_blob_properties()
+        except ResourceNotFoundError:
+            return None
+        return ImageObject(found.size, found.content_settings.content_type, found.etag)
+
+    async def attach(self, key: str, token: str) -> bool:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import (
+            ResourceExistsError,
+            ResourceModifiedError,
+            ResourceNotFoundError,
+        )
+        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+        client = await self._opened()
+        name = pending_name(key)
+        # The copy reads its source through a read SAS: any signing key authorizes it.
+        sas = generate_blob_sas(
+            self._account_name,
+            self.bucket,
+            name,
+            permission=BlobSasPermissions(read=True),
+            expiry=self._clock() + COPY_SOURCE_TTL,
+            protocol=self._protocol,
+            **await self._signing_key(COPY_SOURCE_TTL),
+        )
+        target = client.get_container_client(self.bucket).get_blob_client(key)
+        try:
+            copy = await target.start_copy_from_url(
+                self._url(name, sas),
+                metadata={SOURCE_ETAG: token},  # the version copied, for a later attach
+                source_etag=token,
+                source_match_condition=MatchConditions.IfNotModified,
+                match_condition=MatchConditions.IfMissing,
+            )
+            status, copied = copy.get("copy_status"), True
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError) as error:
+            status, copied = await self._copied_status(target, token), False
+            if status is None:
+                raise NotAttachable(key) from error
+        while status == "pending":  # a copy inside one account is quick; the caller bounds it
+            await asyncio.sleep(COPY_POLL_SECONDS)
+            status = (await target.get_blob_properties()).copy.status
+        if status != "success":
+            raise ImageStorageError(f"Azure Blob's copy of {name!r} ended {status!r}")
+        return copied
+
+    async def _copied_status(self, target: BlobClient, token: str) -> str | None:
+        """The copy status of the blob at the key if an earlier attach copied it from the
+        upload version ``token`` (its stamp), else None: one properties read, on a
+        refused copy only. Not Content-MD5: an upload SAS (write) lets a client set it."""
+        try:
+            found = await target.get_blob_properties()
+        # Unknown counts as not copied: the caller would undo a maybe-copy, maybe another's.
+        except Exception:  # noqa: BLE001
+            return None
+        if found.metadata.get(SOURCE_ETAG) != token:
+            return None
+        return str(found.copy.status)
+
+    async def discard_pending(self, keys: Sequence[str]) -> None:
+        await self._delete_blobs([pending_name(key) for key in keys])
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        await self._delete_blobs(list(keys))
+
+    async def _delete_blobs(self, names: list[str]) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        container = (await self._opened()).get_container_client(self.bucket)
+
+        async def delete_one(name: str) -> None:
+            with contextlib.suppress(ResourceNotFoundError):  # already gone: as asked
+                await container.delete_blob(name)
+
+        await asyncio.gather(*(delete_one(name) for name in names))
 
     async def check(self) -> list[Check]:
         try:

@@ -4,24 +4,37 @@ An ``ImageStorage`` hands out signed upload URLs for fresh keys and read URLs fo
 stored keys. Both are computed locally from credentials the storage already holds:
 no network call per image where the cloud can sign locally (the exceptions are
 spelled out by each provider). It knows nothing of posts, users' rights or GraphQL.
+
+Uploads land under ``uploads/`` (``pending_name``), never at the key itself: only the
+server writes ``{key}``, by a server-side copy (``attach``) of the pending object it
+has inspected, so a still-valid upload URL cannot replace an image after its checks,
+and a lifecycle rule on ``uploads/`` removes uploads never attached to a post.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from urllib.parse import quote
 
+from gql_api.caches import ByteBoundedCache
 from gql_api.images.keys import extension_for, new_image_key
 
 Clock = Callable[[], datetime]
 Check = tuple[bool, str]
 
+# A cached read URL's bookkeeping beyond its two strings: the tuple, the expiry, the node.
+URL_ENTRY_OVERHEAD = 200
+
 # Providers sign URLs valid for at most this long (S3 and Cloud Storage V4: 7 days).
 MAX_URL_TTL = timedelta(days=7)
+# The default of GQL_API_MAX_IMAGE_BYTES: the largest upload, 10 MiB.
+DEFAULT_MAX_IMAGE_BYTES = 10 * 1024 * 1024
+# Where uploads land until a post attaches them (and where the lifecycle rule looks).
+PENDING_PREFIX = "uploads/"
 
 
 def utc_now() -> datetime:
@@ -30,22 +43,45 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class UploadUrl:
-    """Where and how a client uploads one image: send exactly ``method`` and ``headers``."""
+    """Where and how a client uploads one image: send exactly ``method`` and ``headers``;
+    for a POST, a multipart form of ``fields`` (in order) with the file as its last part."""
 
     key: str
     url: str
     method: str
     headers: tuple[tuple[str, str], ...]
     expires_at: datetime
+    fields: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ImageObject:
+    """A pending upload as the storage holds it; ``token`` names this very version
+    (S3 ETag, Cloud Storage generation and MD5, Azure ETag), so ``attach`` copies only
+    it, and recognises a copy of it already at the key."""
+
+    size: int
+    content_type: str | None
+    token: str
 
 
 class ImageStorageError(Exception):
     """The storage cannot sign (missing credentials, unusable configuration)."""
 
 
+class NotAttachable(Exception):
+    """``attach`` refused by the storage's conditions: the pending upload is gone or was
+    replaced since it was inspected, or the key already holds another image."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"{key!r} cannot be attached: changed, gone or already attached")
+        self.key = key
+
+
 class ImageStorage(Protocol):
     name: str  # "s3", "azure" or "gcs"
     bucket: str  # the bucket (S3, Cloud Storage) or container (Azure Blob)
+    max_bytes: int  # the largest upload accepted (GQL_API_MAX_IMAGE_BYTES)
 
     async def open(self) -> None:
         """Create the SDK client; the other methods open it on first use too."""
@@ -62,6 +98,22 @@ class ImageStorage(Protocol):
     async def read_urls(self, keys: Sequence[str]) -> list[str]:
         """One readable URL per key, in order: public base URL + key, or signed."""
 
+    async def inspect(self, key: str) -> ImageObject | None:
+        """The pending upload of ``key`` (None: nothing uploaded); one storage call."""
+
+    async def attach(self, key: str, token: str) -> bool:
+        """Copy the pending upload of ``key`` to ``key``, inside the storage, only if it
+        is still the version ``token`` names and ``key`` holds nothing yet: True. Idempotent:
+        when the copy is refused but ``key`` already holds the bytes of that version (an
+        earlier attach's copy), False, at the cost of one more storage call on that path
+        only; otherwise ``NotAttachable``."""
+
+    async def discard_pending(self, keys: Sequence[str]) -> None:
+        """Delete the pending uploads of ``keys`` (missing ones are no error)."""
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        """Delete the attached images ``keys`` (missing ones are no error)."""
+
     async def check(self) -> list[Check]:
         """For ``gql-api doctor``: the bucket answers and a URL can be signed."""
 
@@ -75,6 +127,16 @@ def plan_uploads(user_id: str, content_types: Sequence[str]) -> list[tuple[str, 
     for content_type in normalized:
         extension_for(content_type)
     return [(new_image_key(user_id, c), c) for c in normalized]
+
+
+def pending_name(key: str) -> str:
+    """The object name a key's upload is written to until a post attaches it."""
+    return PENDING_PREFIX + key
+
+
+def check_max_bytes(max_bytes: int) -> None:
+    if max_bytes < 1:
+        raise ValueError(f"the largest upload must be at least 1 byte, not {max_bytes}")
 
 
 def check_ttl(ttl: timedelta) -> None:
@@ -91,27 +153,29 @@ class ReadUrlCache:
     """Signed read URLs, reused while more than half of their lifetime is left.
 
     For providers whose signing is not free (RSA, or a remote signing service), so a
-    page of posts read again soon costs no new signatures. Bounded: oldest out first.
+    page of posts read again soon costs no new signatures. Bounded by the bytes of its
+    keys and URLs: the least recently used go first.
     """
 
-    def __init__(self, ttl: timedelta, clock: Clock, max_entries: int = 10_000) -> None:
+    def __init__(
+        self, ttl: timedelta, clock: Clock, max_entries: int = 10_000, max_bytes: int = 4 << 20
+    ) -> None:
         self.ttl = ttl
         self._clock = clock
-        self._max_entries = max_entries
-        self._entries: OrderedDict[str, tuple[str, datetime]] = OrderedDict()
+        self.entries: ByteBoundedCache[str, tuple[str, datetime]] = ByteBoundedCache(
+            max_bytes, max_entries
+        )
 
     def get(self, key: str) -> str | None:
-        entry = self._entries.get(key)
+        entry = self.entries.get(key)
         if entry is None:
             return None
         url, reuse_until = entry
         if self._clock() >= reuse_until:
-            del self._entries[key]
+            self.entries.discard(key)
             return None
         return url
 
     def put(self, key: str, url: str, signed_at: datetime) -> None:
-        self._entries[key] = (url, signed_at + self.ttl / 2)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
+        size = sys.getsizeof(key) + sys.getsizeof(url) + URL_ENTRY_OVERHEAD
+        self.entries.put(key, (url, signed_at + self.ttl / 2), size)

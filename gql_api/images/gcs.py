@@ -1,4 +1,12 @@
-"""Google Cloud Storage: V4 signed URLs (PUT with the content type signed, GET).
+"""Google Cloud Storage: V4 signed URLs (PUT with the content type and size signed, GET).
+
+An upload is a signed PUT to the key's name under ``uploads/``, whose signature binds
+``Content-Type`` and ``x-goog-content-length-range: 1,<max_bytes>`` (headers the client
+must send): Cloud Storage refuses a larger body. Attaching copies the pending object
+inside the bucket, only from the generation inspected and only onto a free name
+(``if_source_generation_match``, ``if_generation_match=0``); a refused copy still
+succeeds when the key holds an object of the MD5 inspected (Cloud Storage computes
+``md5Hash`` itself and checks one a client sends), an earlier attach's copy.
 
 Signing needs a service account's private key, or the IAM Credentials API:
 
@@ -20,18 +28,24 @@ emulator anonymously while URLs are still signed with the given credentials.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gql_api.images.base import (
+    DEFAULT_MAX_IMAGE_BYTES,
     Check,
     Clock,
+    ImageObject,
     ImageStorageError,
+    NotAttachable,
     ReadUrlCache,
     UploadUrl,
+    check_max_bytes,
     check_ttl,
+    pending_name,
     plan_uploads,
     public_url,
     utc_now,
@@ -42,7 +56,8 @@ if TYPE_CHECKING:
     from google.cloud.storage import Bucket, Client
 
 SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
-Signed = tuple[str, str, str | None]  # key, HTTP method, content type bound (or None)
+Signed = tuple[str, str, str | None]  # object name, HTTP method, content type bound (or None)
+SIZE_HEADER = "x-goog-content-length-range"
 
 
 class GcsImageStorage:
@@ -56,10 +71,13 @@ class GcsImageStorage:
         public_base_url: str | None = None,
         read_ttl: timedelta = timedelta(hours=1),
         timeout: float = 5.0,
+        max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         clock: Clock = utc_now,
     ) -> None:
         check_ttl(read_ttl)
+        check_max_bytes(max_bytes)
         self.bucket = bucket
+        self.max_bytes = max_bytes
         self.public_base_url = public_base_url
         self.read_ttl = read_ttl
         self.timeout = timeout
@@ -119,19 +137,24 @@ class GcsImageStorage:
         return isinstance(self._credentials, Signing)
 
     def _sign(self, requests: Sequence[Signed], expires_at: datetime) -> list[str]:
-        """A V4 URL per (key, method, content type or None)."""
+        """A V4 URL per (object name, method, content type or None); a PUT (an upload)
+        also signs the size range."""
         assert self._bucket is not None
         signer = self._signer()
         return [
-            self._bucket.blob(key).generate_signed_url(
+            self._bucket.blob(name).generate_signed_url(
                 version="v4",
                 expiration=expires_at,
                 method=method,
                 content_type=content_type,
+                headers=self._size_header() if method == "PUT" else None,
                 **signer,
             )
-            for key, method, content_type in requests
+            for name, method, content_type in requests
         ]
+
+    def _size_header(self) -> dict[str, str]:
+        return {SIZE_HEADER: f"1,{self.max_bytes}"}
 
     async def _sign_all(self, requests: Sequence[Signed], expires_at: datetime) -> list[str]:
         await self._opened()
@@ -149,9 +172,11 @@ class GcsImageStorage:
         check_ttl(ttl)
         uploads = plan_uploads(user_id, content_types)
         expires_at = self._clock() + ttl
-        urls = await self._sign_all([(key, "PUT", ctype) for key, ctype in uploads], expires_at)
+        requests = [(pending_name(key), "PUT", ctype) for key, ctype in uploads]
+        urls = await self._sign_all(requests, expires_at)
+        (size,) = self._size_header().items()
         return [
-            UploadUrl(key, url, "PUT", (("Content-Type", ctype),), expires_at)
+            UploadUrl(key, url, "PUT", (("Content-Type", ctype), size), expires_at)
             for (key, ctype), url in zip(uploads, urls, strict=True)
         ]
 
@@ -169,6 +194,65 @@ class GcsImageStorage:
                 known[key] = url
         return [known[key] or "" for key in keys]
 
+    async def inspect(self, key: str) -> ImageObject | None:
+        bucket = await self._opened()
+        blob = await asyncio.to_thread(bucket.get_blob, pending_name(key), timeout=self.timeout)
+        if blob is None:
+            return None
+        # The token carries the MD5 too, so attach can recognise a copy already made.
+        token = f"{blob.generation}:{blob.md5_hash}" if blob.md5_hash else str(blob.generation)
+        return ImageObject(blob.size or 0, blob.content_type, token)
+
+    async def attach(self, key: str, token: str) -> bool:
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+
+        bucket = await self._opened()
+        generation, _, md5 = token.partition(":")
+        try:
+            await asyncio.to_thread(
+                bucket.copy_blob,
+                bucket.blob(pending_name(key)),
+                bucket,
+                key,
+                if_source_generation_match=int(generation),
+                if_generation_match=0,  # only onto a name that holds nothing
+                timeout=self.timeout,
+            )
+        except (NotFound, PreconditionFailed) as error:
+            if not await self._holds(bucket, key, md5):
+                raise NotAttachable(key) from error
+            return False
+        return True
+
+    async def _holds(self, bucket: Bucket, key: str, md5: str) -> bool:
+        """Whether ``key`` already holds the bytes whose MD5 (as Cloud Storage computed
+        it) is ``md5``, an earlier attach's copy: one metadata read, on a refused copy
+        only. A composite object has no MD5: never held."""
+        if not md5:
+            return False
+        try:
+            blob = await asyncio.to_thread(bucket.get_blob, key, timeout=self.timeout)
+        # Unknown counts as not held: the caller would undo a maybe-copy, maybe another's.
+        except Exception:  # noqa: BLE001
+            return False
+        return blob is not None and blob.md5_hash == md5
+
+    async def discard_pending(self, keys: Sequence[str]) -> None:
+        await self._delete_objects([pending_name(key) for key in keys])
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        await self._delete_objects(list(keys))
+
+    async def _delete_objects(self, names: list[str]) -> None:
+        bucket = await self._opened()
+        await asyncio.gather(*(asyncio.to_thread(self._delete_one, bucket, n) for n in names))
+
+    def _delete_one(self, bucket: Bucket, name: str) -> None:
+        from google.api_core.exceptions import NotFound
+
+        with contextlib.suppress(NotFound):  # already gone: as asked
+            bucket.delete_blob(name, timeout=self.timeout)
+
     async def check(self) -> list[Check]:
         try:
             bucket = await self._opened()
@@ -179,8 +263,8 @@ class GcsImageStorage:
                 (
                     False,
                     f"images gcs: bucket {self.bucket} does not answer or cannot sign: {error}; "
-                    "fix: create it, grant storage.objects.create/get and storage.buckets.get, "
-                    "and Service Account Token Creator when there is no key",
+                    "fix: create it, grant storage.objects.create/get/delete and "
+                    "storage.buckets.get, and Service Account Token Creator when there is no key",
                 )
             ]
         how = "a local key" if self._signs_locally() else "IAM signBlob"

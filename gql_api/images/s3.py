@@ -1,33 +1,49 @@
-"""Amazon S3: presigned PUT (content type signed) and presigned GET, with aioboto3.
+"""Amazon S3: presigned POST uploads (policy-bound) and presigned GET, with aioboto3.
 
-Presigning is SigV4 computed in the process from the credentials the client holds:
-no request per URL. One client per process, opened once. A URL signed with temporary
-credentials (Lambda's role) stops working when they expire, whatever its lifetime.
+An upload is a presigned POST whose signed policy binds the object name (under
+``uploads/``), the ``Content-Type`` and a ``content-length-range`` of 1 byte to
+``max_bytes``: S3 itself refuses a larger file. Presigning is SigV4 computed in the
+process from the credentials the client holds: no request per URL. One client per
+process, opened once. A URL signed with temporary credentials (Lambda's role) stops
+working when they expire, whatever its lifetime. Attaching copies the pending object
+inside S3 (``CopySourceIfMatch`` the ETag inspected, ``IfNoneMatch: *`` on the key);
+a refused copy still succeeds when the key's ETag is that same one and an MD5 (then
+the key holds those bytes, copied by an earlier attach). SSE-KMS or SSE-C ETags are no
+MD5: on such a bucket a refused copy stays refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from gql_api.images.base import (
+    DEFAULT_MAX_IMAGE_BYTES,
     Check,
     Clock,
+    ImageObject,
     ImageStorageError,
+    NotAttachable,
     UploadUrl,
+    check_max_bytes,
     check_ttl,
+    pending_name,
     plan_uploads,
     public_url,
     utc_now,
 )
 
 if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
     from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_s3.type_defs import HeadObjectOutputTypeDef, ObjectIdentifierTypeDef
 
 LOCAL_REGION = "us-east-1"  # for local servers when no region is configured
+MD5_ETAG = re.compile(r'"[0-9a-f]{32}"')  # a multipart upload's ETag ends "-<parts>"
 
 
 class S3ImageStorage:
@@ -42,10 +58,13 @@ class S3ImageStorage:
         public_base_url: str | None = None,
         read_ttl: timedelta = timedelta(hours=1),
         timeout: float = 5.0,
+        max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         clock: Clock = utc_now,
     ) -> None:
         check_ttl(read_ttl)
+        check_max_bytes(max_bytes)
         self.bucket = bucket
+        self.max_bytes = max_bytes
         self.endpoint_url = endpoint_url
         self.region = region
         self.public_base_url = public_base_url
@@ -100,14 +119,18 @@ class S3ImageStorage:
         seconds = int(ttl.total_seconds())
         urls = []
         for key, content_type in uploads:
-            url = await client.generate_presigned_url(
-                "put_object",
-                Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type},
+            post = await client.generate_presigned_post(
+                self.bucket,
+                pending_name(key),
+                Fields={"Content-Type": content_type},
+                Conditions=[
+                    {"Content-Type": content_type},
+                    ["content-length-range", 1, self.max_bytes],
+                ],
                 ExpiresIn=seconds,
-                HttpMethod="PUT",
             )
-            headers = (("Content-Type", content_type),)
-            urls.append(UploadUrl(key, url, "PUT", headers, expires_at))
+            fields = tuple((str(name), str(value)) for name, value in post["fields"].items())
+            urls.append(UploadUrl(key, post["url"], "POST", (), expires_at, fields))
         return urls
 
     async def read_urls(self, keys: Sequence[str]) -> list[str]:
@@ -124,6 +147,67 @@ class S3ImageStorage:
             for key in keys
         ]
 
+    async def inspect(self, key: str) -> ImageObject | None:
+        from botocore.exceptions import ClientError
+
+        client = await self._opened()
+        try:
+            head = await client.head_object(Bucket=self.bucket, Key=pending_name(key))
+        except ClientError as error:
+            if _status(error) == 404:
+                return None
+            raise
+        return ImageObject(head["ContentLength"], head.get("ContentType"), head["ETag"])
+
+    async def attach(self, key: str, token: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        client = await self._opened()
+        try:
+            await client.copy_object(
+                Bucket=self.bucket,
+                Key=key,
+                CopySource={"Bucket": self.bucket, "Key": pending_name(key)},
+                CopySourceIfMatch=token,
+                IfNoneMatch="*",
+                MetadataDirective="COPY",
+            )
+        except ClientError as error:
+            # 404: the upload is gone; 412: replaced, or the key is taken; 409: a race.
+            if _status(error) not in (404, 409, 412):
+                raise
+            if not await self._holds(client, key, token):
+                raise NotAttachable(key) from error
+            return False
+        return True
+
+    async def _holds(self, client: S3Client, key: str, token: str) -> bool:
+        """Whether ``key`` already holds the bytes of the upload whose ETag is ``token``
+        (an earlier attach's copy): one HeadObject, on a refused copy only."""
+        try:
+            head = await client.head_object(Bucket=self.bucket, Key=key)
+        # Unknown counts as not held: the caller would undo a maybe-copy, maybe another's.
+        except Exception:  # noqa: BLE001
+            return False
+        return _md5_etag(head) == token
+
+    async def discard_pending(self, keys: Sequence[str]) -> None:
+        await self._delete_objects([pending_name(key) for key in keys])
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        await self._delete_objects(list(keys))
+
+    async def _delete_objects(self, names: list[str]) -> None:
+        if not names:
+            return
+        client = await self._opened()
+        objects: list[ObjectIdentifierTypeDef] = [{"Key": name} for name in names]
+        answer = await client.delete_objects(
+            Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
+        )
+        if answer.get("Errors"):
+            raise ImageStorageError(f"S3 did not delete {len(answer['Errors'])} of the objects")
+
     async def check(self) -> list[Check]:
         try:
             client = await self._opened()
@@ -133,13 +217,28 @@ class S3ImageStorage:
                 (
                     False,
                     f"images s3: bucket {self.bucket} does not answer: {error}; fix: create it "
-                    "or grant s3:ListBucket, s3:PutObject and s3:GetObject on it",
+                    "or grant s3:ListBucket, s3:PutObject, s3:GetObject and s3:DeleteObject on it",
                 )
             ]
         reads = "public base URL" if self.public_base_url else "presigned GET"
-        return [(True, f"images s3: bucket {self.bucket} answers; uploads presigned PUT, {reads}")]
+        return [(True, f"images s3: bucket {self.bucket} answers; uploads presigned POST, {reads}")]
 
     async def close(self) -> None:
         stack, self._exit_stack, self._client = self._exit_stack, None, None
         if stack is not None:
             await stack.aclose()
+
+
+def _md5_etag(head: HeadObjectOutputTypeDef) -> str | None:
+    """The object's ETag if it is the MD5 of its bytes (S3 computes it; a client cannot
+    set it): a single-part object stored plain or SSE-S3, not SSE-KMS nor SSE-C."""
+    etag = head["ETag"]
+    plain = head.get("ServerSideEncryption", "AES256") == "AES256"
+    if plain and "SSECustomerAlgorithm" not in head and MD5_ETAG.fullmatch(etag):
+        return etag
+    return None
+
+
+def _status(error: ClientError) -> int | None:
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status if isinstance(status, int) else None

@@ -15,7 +15,9 @@ from gql_api.schema.types import (
     CreatePostInput,
     DeletePostPayload,
     ExpectedVersion,
+    FormField,
     Header,
+    IdempotencyKey,
     PageInfo,
     Post,
     PostConnection,
@@ -87,14 +89,18 @@ def selects(selections: Sequence[Selection], name: str) -> bool:
     return False
 
 
-async def create_post(info: Context, input: CreatePostInput) -> Post:
+async def create_post(
+    info: Context, input: CreatePostInput, idempotency_key: IdempotencyKey = UNSET
+) -> Post:
     new = NewPost(
         content=input.content,
         is_markdown=bool(input.is_markdown),
         tags=input.tags or (),
         image_keys=input.image_keys or (),
     )
-    record = await info.context.service.create_post(info.context.viewer, new)
+    record = await info.context.service.create_post(
+        info.context.viewer, new, given(idempotency_key)
+    )
     return Post.from_record(record)
 
 
@@ -137,6 +143,7 @@ async def create_upload_urls(
             url=upload.url,
             method=upload.method,
             headers=[Header(name=name, value=value) for name, value in upload.headers],
+            fields=[FormField(name=name, value=value) for name, value in upload.fields],
             expires_at=upload.expires_at,
         )
         for upload in uploads

@@ -63,10 +63,11 @@ class Mutation:
         resolver=post_resolvers.create_upload_urls,
         description="Signed upload URLs for `count` (1 to maxImagesPerPost) new images of "
         "the caller, under fresh keys {userId}/{random}.{ext}: upload each image with "
-        "exactly the given method and headers before expiresAt, then list the keys in "
-        "createPost/updatePost imageKeys. `contentTypes` gives one type per image, from "
-        "image/png, image/jpeg, image/webp, image/gif; null or left out, every image is "
-        "image/jpeg.",
+        "exactly the given method, headers and form fields before expiresAt, then list "
+        "the keys in createPost/updatePost imageKeys, which check that each was uploaded, "
+        "within the server's size limit, with its key's type. `contentTypes` gives one "
+        "type per image, from image/png, image/jpeg, image/webp, image/gif; null or left "
+        "out, every image is image/jpeg.",
     )
 
 

@@ -177,13 +177,27 @@ class Header:
     value: str
 
 
+@strawberry.type(description="A field of a multipart form upload (a POST).")
+class FormField:
+    name: str
+    value: str
+
+
 @strawberry.type(description="Where and how to upload one image.")
 class UploadUrl:
     key: str = strawberry.field(description="The image key to list in a post's imageKeys.")
     url: str = strawberry.field(description="Send the image's bytes here.")
-    method: str = strawberry.field(description="The HTTP method to send them with (PUT).")
+    method: str = strawberry.field(
+        description="The HTTP method to send them with: PUT (the bytes as the body) or "
+        "POST (a multipart/form-data form: every field of `fields`, in order, then the "
+        "file as the last part)."
+    )
     headers: list[Header] = strawberry.field(
         description="Send exactly these headers with the upload (they are signed)."
+    )
+    fields: list[FormField] = strawberry.field(
+        description="For a POST: the form fields to send before the file, exactly as "
+        "given (they carry the signed policy). Empty for a PUT."
     )
     expires_at: datetime = strawberry.field(description="The URL stops working after this.")
 
@@ -214,6 +228,14 @@ def given(value: T | None) -> T | None:
     return None if value is UNSET else value
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    strawberry.argument(
+        description="A key of the client's choosing (a UUID): a retry with the same key "
+        "within 24 hours answers the post already made instead of making another; the "
+        "same key with another input is CONFLICT."
+    ),
+]
 ExpectedVersion = Annotated[
     int | None,
     strawberry.argument(

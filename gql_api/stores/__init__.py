@@ -52,4 +52,8 @@ def create_store(settings: Settings) -> PostStore:
         )
     from gql_api.stores.sqlite import SqliteStore
 
-    return SqliteStore(settings.sqlite_path, timeout=settings.store_timeout)
+    return SqliteStore(
+        settings.sqlite_path,
+        timeout=settings.store_timeout,
+        synchronous=settings.sqlite_synchronous,
+    )

@@ -29,6 +29,9 @@ class PostRecord:
     # The nickname claim of the author's token when the post was written; a stored
     # profile nickname takes precedence over it.
     author_nickname: str | None = None
+    # For a post created with an idempotency key: the digest of the create's input, so a
+    # retry with the same key is told from a reuse of the key for another input.
+    idempotency_digest: str | None = None
     # The store's own concurrency token for this version (Firestore's update time,
     # Cosmos DB's ETag), carried from a read to the conditional write that follows it.
     etag: str | None = field(default=None, compare=False)
@@ -111,6 +114,31 @@ async def with_etag(
     return stored
 
 
+# Post ids every database can hold as a key or document id, with room for test ids. Any
+# other string ("a/b", "..", "__x__", NUL, a megabyte) names no stored post: stores answer
+# it without a database call, so no id ever becomes part of a document path or key.
+_STORABLE_POST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+
+
+def is_storable_post_id(post_id: str) -> bool:
+    """Whether ``post_id`` can name a stored post on every store."""
+    return _STORABLE_POST_ID.fullmatch(post_id) is not None
+
+
+def stored_post_id(post_id: str) -> str:
+    """``post_id`` for a conditional write; ``NotFound`` when no store could hold it."""
+    if not is_storable_post_id(post_id):
+        raise NotFound("no stored post can have this id")
+    return post_id
+
+
+def storable_post(post: PostRecord) -> PostRecord:
+    """``post`` for a create; a ``ValueError`` (a caller's bug) when its id cannot be stored."""
+    if not is_storable_post_id(post.id):
+        raise ValueError("a new post's id must match [A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+    return post
+
+
 # User ids kept as they are where a store names a document after one (Firestore, Cosmos DB).
 # Both refuse "/"; Cosmos DB also a backslash, "?", "#" and ids over 255 characters;
 # Firestore "." and "..". Any other id (a token's sub may be any string) is named by its hash.
@@ -131,6 +159,10 @@ class StoreError(Exception):
 
 class NotFound(StoreError):
     """No post has this id."""
+
+
+class AlreadyExists(StoreError):
+    """A create found a post stored under its id already (and changed nothing)."""
 
 
 class VersionConflict(StoreError):

@@ -55,6 +55,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from gql_api.stores.base import (
+    AlreadyExists,
     NotFound,
     PageQuery,
     PostChanges,
@@ -63,8 +64,11 @@ from gql_api.stores.base import (
     ProfileRecord,
     StoreUnavailable,
     VersionConflict,
+    is_storable_post_id,
     page_of,
     profile_document_id,
+    storable_post,
+    stored_post_id,
     with_etag,
 )
 from gql_api.stores.keyset import from_micros, parse_position, position_of, to_micros
@@ -157,6 +161,8 @@ class CosmosStore:
     async def get(self, post_id: str) -> PostRecord | None:
         from azure.cosmos.exceptions import CosmosResourceNotFoundError
 
+        if not is_storable_post_id(post_id):
+            return None
         async with self._calling() as database:
             try:
                 item = await database.get_container_client(POSTS).read_item(
@@ -169,10 +175,15 @@ class CosmosStore:
         return _record(item)
 
     async def create(self, post: PostRecord) -> PostRecord:
+        from azure.cosmos.exceptions import CosmosResourceExistsError
+
         async with self._calling() as database:
-            item = await database.get_container_client(POSTS).create_item(
-                _item(post), response_hook=self._charged("create")
-            )
+            try:
+                item = await database.get_container_client(POSTS).create_item(
+                    _item(storable_post(post)), response_hook=self._charged("create")
+                )
+            except CosmosResourceExistsError:
+                raise AlreadyExists(post.id) from None
         return _record(item)
 
     async def update(self, current: PostRecord, changes: PostChanges) -> PostRecord:
@@ -348,6 +359,7 @@ class CosmosStore:
             CosmosResourceNotFoundError,
         )
 
+        stored_post_id(current.id)
         current = await with_etag(current, self.get)
         condition = {"etag": current.etag, "match_condition": MatchConditions.IfNotModified}
         async with self._calling() as database:
@@ -439,6 +451,7 @@ def _item(post: PostRecord) -> dict[str, Any]:
         "updatedUs": None if post.updated_at is None else to_micros(post.updated_at),
         "version": post.version,
         "authorNickname": post.author_nickname,
+        "idempotencyDigest": post.idempotency_digest,
     }
 
 
@@ -455,5 +468,6 @@ def _record(item: Mapping[str, Any]) -> PostRecord:
         updated_at=None if updated is None else from_micros(updated),
         version=item["version"],
         author_nickname=item.get("authorNickname"),
+        idempotency_digest=item.get("idempotencyDigest"),
         etag=item.get("_etag"),
     )

@@ -59,6 +59,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gql_api.stores.base import (
+    AlreadyExists,
     NotFound,
     PageQuery,
     PostChanges,
@@ -68,6 +69,9 @@ from gql_api.stores.base import (
     StoreUnavailable,
     VersionConflict,
     apply_changes,
+    is_storable_post_id,
+    storable_post,
+    stored_post_id,
 )
 from gql_api.stores.keyset import from_micros, parse_position, position_of, to_micros
 
@@ -210,6 +214,8 @@ class DynamoDBStore:
     # --- posts -------------------------------------------------------------------------
 
     async def get(self, post_id: str) -> PostRecord | None:
+        if not is_storable_post_id(post_id):
+            return None
         async with self._calling() as client:
             answer = await client.get_item(
                 TableName=self.table, Key=_post_key(post_id), ConsistentRead=True
@@ -222,7 +228,7 @@ class DynamoDBStore:
             {
                 "Put": {
                     "TableName": self.table,
-                    "Item": self._post_item(post),
+                    "Item": self._post_item(storable_post(post)),
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
             }
@@ -230,7 +236,7 @@ class DynamoDBStore:
         writes += [
             {"Put": {"TableName": self.table, "Item": _tag_item(post, t)}} for t in post.tags
         ]
-        await self._transact(writes, post.id)
+        await self._transact(writes, post.id, creating=True)
         return post
 
     async def update(self, current: PostRecord, changes: PostChanges) -> PostRecord:
@@ -239,7 +245,7 @@ class DynamoDBStore:
             {
                 "Update": {
                     "TableName": self.table,
-                    "Key": _post_key(current.id),
+                    "Key": _post_key(stored_post_id(current.id)),
                     "UpdateExpression": "SET content = :content, isMarkdown = :markdown, "
                     "tags = :tags, imageKeys = :images, updatedAt = :updated, version = :next",
                     "ConditionExpression": "version = :read",
@@ -270,7 +276,7 @@ class DynamoDBStore:
             {
                 "Delete": {
                     "TableName": self.table,
-                    "Key": _post_key(current.id),
+                    "Key": _post_key(stored_post_id(current.id)),
                     "ConditionExpression": "version = :read",
                     "ExpressionAttributeValues": {":read": {"N": str(current.version)}},
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
@@ -423,6 +429,8 @@ class DynamoDBStore:
             item["updatedAt"] = {"N": str(to_micros(post.updated_at))}
         if post.author_nickname is not None:
             item["authorNickname"] = {"S": post.author_nickname}
+        if post.idempotency_digest is not None:
+            item["idempotencyDigest"] = {"S": post.idempotency_digest}
         return item
 
     def _shard(self, post_id: str) -> int:
@@ -482,7 +490,7 @@ class DynamoDBStore:
                 raise StoreUnavailable("DynamoDB kept throttling BatchGetItem")
         return found
 
-    async def _transact(self, writes: list[Any], post_id: str) -> None:
+    async def _transact(self, writes: list[Any], post_id: str, *, creating: bool = False) -> None:
         async with self._calling() as client:
             try:
                 await client.transact_write_items(
@@ -491,6 +499,8 @@ class DynamoDBStore:
             except client.exceptions.TransactionCanceledException as error:
                 reasons = error.response.get("CancellationReasons", [])
                 first = reasons[0] if reasons else {}
+                if first.get("Code") == "ConditionalCheckFailed" and creating:
+                    raise AlreadyExists(post_id) from None
                 if first.get("Code") == "ConditionalCheckFailed":
                     item: dict[str, Any] = dict(first.get("Item") or {})
                     if not item:
@@ -566,6 +576,7 @@ def _strings(values: Sequence[str]) -> dict[str, Any]:
 def _record(item: dict[str, Any]) -> PostRecord:
     updated = item.get("updatedAt")
     nickname = item.get("authorNickname")
+    digest = item.get("idempotencyDigest")
     return PostRecord(
         id=item["id"]["S"],
         author_id=item["authorId"]["S"],
@@ -577,4 +588,5 @@ def _record(item: dict[str, Any]) -> PostRecord:
         updated_at=None if updated is None else from_micros(int(updated["N"])),
         version=int(item["version"]["N"]),
         author_nickname=None if nickname is None else nickname["S"],
+        idempotency_digest=None if digest is None else digest["S"],
     )

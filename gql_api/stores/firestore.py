@@ -48,6 +48,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from gql_api.stores.base import (
+    AlreadyExists,
     NotFound,
     PageQuery,
     PostChanges,
@@ -57,8 +58,11 @@ from gql_api.stores.base import (
     StoreUnavailable,
     VersionConflict,
     apply_changes,
+    is_storable_post_id,
     page_of,
     profile_document_id,
+    storable_post,
+    stored_post_id,
     with_etag,
 )
 from gql_api.stores.keyset import from_micros, parse_position, position_of, to_micros
@@ -156,17 +160,24 @@ class FirestoreStore:
     # --- posts -------------------------------------------------------------------------
 
     async def get(self, post_id: str) -> PostRecord | None:
+        if not is_storable_post_id(post_id):
+            return None
         async with self._calling() as client:
             snapshot = await self._posts(client).document(post_id).get(**self._options())
         return _record(snapshot) if snapshot.exists else None
 
     async def create(self, post: PostRecord) -> PostRecord:
+        from google.api_core import exceptions
+
         async with self._calling() as client:
-            result = (
-                await self._posts(client)
-                .document(post.id)
-                .create(_document(post), **self._options())
-            )
+            try:
+                result = (
+                    await self._posts(client)
+                    .document(storable_post(post).id)
+                    .create(_document(post), **self._options())
+                )
+            except exceptions.AlreadyExists:
+                raise AlreadyExists(post.id) from None
         return _with_etag(post, result.update_time)
 
     async def update(self, current: PostRecord, changes: PostChanges) -> PostRecord:
@@ -316,6 +327,7 @@ class FirestoreStore:
         from google.api_core import exceptions
         from google.protobuf.timestamp_pb2 import Timestamp
 
+        stored_post_id(current.id)
         current = await with_etag(current, self.get)
         assert current.etag is not None
         seconds, nanos = (int(part) for part in current.etag.split("."))
@@ -363,6 +375,7 @@ def _document(post: PostRecord) -> dict[str, Any]:
         "updatedAt": post.updated_at,
         "version": post.version,
         "authorNickname": post.author_nickname,
+        "idempotencyDigest": post.idempotency_digest,
     }
 
 
@@ -385,6 +398,7 @@ def _record(snapshot: Any) -> PostRecord:
         updated_at=None if updated is None else _moment(updated),
         version=data["version"],
         author_nickname=data.get("authorNickname"),
+        idempotency_digest=data.get("idempotencyDigest"),
     )
     return _with_etag(record, snapshot.update_time)
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from gql_api.stores.base import InvalidPosition, PostRecord
+from gql_api.stores.base import InvalidPosition, PostRecord, is_storable_post_id
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MAX_ID_LENGTH = 128
 
 
 def to_micros(moment: datetime) -> int:
@@ -27,6 +26,6 @@ def parse_position(token: str) -> tuple[int, str]:
     micros, dot, post_id = token.partition(".")
     if not dot or not micros.isascii() or not micros.isdigit() or len(micros) > 18:
         raise InvalidPosition("malformed position")
-    if not post_id or len(post_id) > MAX_ID_LENGTH:
+    if not is_storable_post_id(post_id):
         raise InvalidPosition("malformed position")
     return int(micros), post_id

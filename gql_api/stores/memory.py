@@ -7,6 +7,7 @@ import bisect
 from collections.abc import Mapping, Sequence
 
 from gql_api.stores.base import (
+    AlreadyExists,
     NotFound,
     PageQuery,
     PostChanges,
@@ -16,6 +17,9 @@ from gql_api.stores.base import (
     StoreUnavailable,
     VersionConflict,
     apply_changes,
+    is_storable_post_id,
+    storable_post,
+    stored_post_id,
 )
 from gql_api.stores.keyset import parse_position, position_of, to_micros
 
@@ -50,13 +54,14 @@ class MemoryStore:
 
     async def get(self, post_id: str) -> PostRecord | None:
         self._check_open()
-        return self._posts.get(post_id)
+        return self._posts.get(post_id) if is_storable_post_id(post_id) else None
 
     async def create(self, post: PostRecord) -> PostRecord:
         self._check_open()
+        storable_post(post)
         async with self._lock:
             if post.id in self._posts:
-                raise ValueError(f"duplicate post id {post.id}")
+                raise AlreadyExists(post.id)
             self._posts[post.id] = post
             self._index(post)
         return post
@@ -64,7 +69,7 @@ class MemoryStore:
     async def update(self, current: PostRecord, changes: PostChanges) -> PostRecord:
         self._check_open()
         async with self._lock:
-            current = self._checked(current.id, current.version)
+            current = self._checked(stored_post_id(current.id), current.version)
             updated = apply_changes(current, changes)
             self._unindex(current)
             self._posts[current.id] = updated
@@ -74,7 +79,7 @@ class MemoryStore:
     async def delete(self, current: PostRecord) -> None:
         self._check_open()
         async with self._lock:
-            stored = self._checked(current.id, current.version)
+            stored = self._checked(stored_post_id(current.id), current.version)
             self._unindex(stored)
             del self._posts[current.id]
 

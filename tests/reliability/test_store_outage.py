@@ -448,7 +448,7 @@ async def test_a_server_that_lost_its_tables_is_store_unavailable(
                 delete = await gql(client, DELETE, {"id": post_id}, token=token)
                 assert error_codes(delete) == ["STORE_UNAVAILABLE"], delete
 
-            await all_unavailable("abc")  # never provisioned
+            await all_unavailable("ab" * 16)  # never provisioned
             await store.provision()
             created = await gql(client, CREATE, {"content": "kept"}, token=token)
             assert not error_codes(created), created
