@@ -70,6 +70,7 @@ bench: bench-coldstart
 	$(BIN)/python bench/http_bench.py
 	$(BIN)/python bench/page_depth.py
 	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/sqlite_durability.py
 
 # Refresh GraphiQL and React (pinned in assets/graphiql/package.json) inside the package.
 graphiql-assets:

@@ -104,18 +104,23 @@ async def variants(url: str, count: int) -> None:
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
 
 
+def server_env(scratch: str) -> dict[str, str]:
+    return cli_env(
+        GQL_API_DEV_SECRET=SECRET,
+        GQL_API_SQLITE_PATH=str(Path(scratch) / "gql-api.db"),
+        GQL_API_LOG_LEVEL="WARNING",
+    )
+
+
 def cache_attack(count: int) -> None:
-    with tempfile.TemporaryDirectory() as scratch:
-        env = cli_env(
-            GQL_API_DEV_SECRET=SECRET,
-            GQL_API_SQLITE_PATH=str(Path(scratch) / "gql-api.db"),
-            GQL_API_LOG_LEVEL="WARNING",
-        )
-        with gql_api_server(env) as (url, server):
-            asyncio.run(variants(url, 50))  # warm: imports, first connections
-            before = rss_kib(server.pid)
-            asyncio.run(variants(url, count))
-            after = rss_kib(server.pid)
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        gql_api_server(server_env(scratch)) as (url, server),
+    ):
+        asyncio.run(variants(url, 50))  # warm: imports, first connections
+        before = rss_kib(server.pid)
+        asyncio.run(variants(url, count))
+        after = rss_kib(server.pid)
     print(f"{count} distinct {VARIANT_LENGTH}-character queries (whitespace variants):")
     print(f"RSS before: {before / 1024:.1f} MiB, after: {after / 1024:.1f} MiB")
     print(f"growth: {(after - before) / 1024:+.1f} MiB (goal: at most 64 MiB)")
@@ -129,19 +134,16 @@ def main() -> None:
     total = arguments.requests
     warm = total // 10
     token = mint_dev_token(Settings(dev_secret=SECRET), SECRET, user_id="bench")
-    with tempfile.TemporaryDirectory() as scratch:
-        env = cli_env(
-            GQL_API_DEV_SECRET=SECRET,
-            GQL_API_SQLITE_PATH=str(Path(scratch) / "gql-api.db"),
-            GQL_API_LOG_LEVEL="WARNING",
-        )
-        with gql_api_server(env) as (url, server):
-            counter = itertools.count()
-            asyncio.run(traffic(url, warm, token, counter))
-            after_warm = rss_kib(server.pid)
-            counter = itertools.count(warm)
-            asyncio.run(traffic(url, total, token, counter))
-            after_all = rss_kib(server.pid)
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        gql_api_server(server_env(scratch)) as (url, server),
+    ):
+        counter = itertools.count()
+        asyncio.run(traffic(url, warm, token, counter))
+        after_warm = rss_kib(server.pid)
+        counter = itertools.count(warm)
+        asyncio.run(traffic(url, total, token, counter))
+        after_all = rss_kib(server.pid)
     print(f"RSS after {warm} requests: {after_warm / 1024:.1f} MiB")
     print(f"RSS after {total} requests: {after_all / 1024:.1f} MiB")
     print(f"growth: {100 * (after_all - after_warm) / after_warm:+.1f}% (goal: within 10%)")

@@ -39,6 +39,8 @@ AZURITE_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
 GCS_PROJECT = "demo-gql-api"
+SMALL = b"\xff\xd8\xff\xe0" + bytes(range(200)) + b"\xff\xd9"  # a .jpg of 206 bytes
+OTHER = b"\xff\xd8\xff\xe1" + bytes(300) + b"\xff\xd9"  # another one
 GCS_ACCOUNT = f"images@{GCS_PROJECT}.iam.gserviceaccount.com"
 
 

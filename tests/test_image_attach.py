@@ -21,10 +21,7 @@ from gql_api.images.azure_blob import AzureBlobImageStorage
 from gql_api.images.gcs import GcsImageStorage
 from gql_api.images.s3 import S3ImageStorage, _md5_etag
 from tests import image_storages
-from tests.image_storages import TTL, record_requests, refusing_taken_keys, send
-
-SMALL = b"\xff\xd8\xff\xe0" + bytes(range(200)) + b"\xff\xd9"  # a .jpg
-OTHER = b"\xff\xd8\xff\xe1" + bytes(300) + b"\xff\xd9"
+from tests.image_storages import OTHER, SMALL, TTL, record_requests, refusing_taken_keys, send
 
 # The shared fixtures, as this module's (the servers start once per module).
 azurite_url = image_storages.azurite_url

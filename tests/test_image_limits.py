@@ -38,7 +38,9 @@ from tests.image_api import (
     with_dev_auth,
 )
 from tests.image_storages import (
+    OTHER,
     PROVIDERS,
+    SMALL,
     TTL,
     make_bucket,
     provider_settings,
@@ -49,8 +51,6 @@ from tests.image_storages import send as send_to
 from tests.signatures import s3_post_policy_refusal, s3_post_policy_signature_valid
 
 LIMIT = 2048  # GQL_API_MAX_IMAGE_BYTES for these tests: small, so uploads are quick
-SMALL = b"\xff\xd8\xff\xe0" + bytes(range(200)) + b"\xff\xd9"  # a .jpg well under it
-OTHER = b"\xff\xd8\xff\xe1" + bytes(300) + b"\xff\xd9"
 
 # The shared fixtures, as this module's (the servers start once per module).
 azurite_url = image_storages.azurite_url
