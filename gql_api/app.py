@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gql_api.auth import Authenticator, DevAuthenticator, dev_secret
+from gql_api.auth import Authenticator, DevAuthenticator, DevSecretError, dev_secret
 from gql_api.endpoint import GRAPHIQL_STATIC, GraphQLEndpoint
 from gql_api.errors import StoreUnavailableError
 from gql_api.executor import Executor, request_error
@@ -80,8 +80,14 @@ class Runtime:
                 return
             try:
                 if self.endpoint.authenticator is None:  # may read the dev secret file
-                    self.endpoint.authenticator = await build_authenticator(self.settings)
+                    try:
+                        self.endpoint.authenticator = await build_authenticator(self.settings)
+                    except DevSecretError as error:
+                        self.failure = f"gql-api cannot start: {error}"
+                        raise
                 await self.store.open()
+            except DevSecretError:
+                raise
             except Exception as error:
                 self.failure = f"gql-api cannot start: store {self.store.name}: {error}"
                 with contextlib.suppress(Exception):  # release what was half opened

@@ -143,11 +143,18 @@ def mint_dev_token(
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
+class DevSecretError(Exception):
+    """The dev secret file cannot be trusted or read; the message says how to fix it."""
+
+
 def dev_secret(settings: Settings) -> str:
     """``GQL_API_DEV_SECRET``, else the ``dev-secret`` file beside the SQLite database.
 
     The file is created on first use with mode 0600 (atomically, so two processes
     starting together agree on one secret). Blocking: call it at start-up, not per request.
+    An existing file is used only if it is this user's own and nobody else can read or
+    change it: in a shared data directory another user could otherwise plant a secret
+    they know and sign in as anyone. ``DevSecretError`` otherwise.
     """
     if settings.dev_secret is not None:
         return settings.dev_secret.get_secret_value()
@@ -166,14 +173,35 @@ def dev_secret(settings: Settings) -> str:
 
 def _read_secret(path: Path) -> str:
     for _ in range(50):  # another process may be writing it this instant
-        secret = path.read_text().strip()
+        secret = _read_own_file(path).strip()
         if secret:
             break
         time.sleep(0.01)
     else:
-        raise RuntimeError(f"{path} is empty: delete it to have a new dev secret made")
-    if path.stat().st_mode & 0o077:
-        log.warning("%s is readable by other users; it should have mode 0600", path)
+        raise DevSecretError(f"{path} is empty: delete it to have a new dev secret made")
     if len(secret) < 32:
-        raise RuntimeError(f"{path} holds a secret shorter than 32 characters")
+        raise DevSecretError(f"{path} holds a secret shorter than 32 characters: delete it")
     return secret
+
+
+def _read_own_file(path: Path) -> str:
+    """The file's text, checked on the very file opened (no symlink, no swap between the
+    check and the read): owned by this user, no access for group or others."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise DevSecretError(f"{path} cannot be opened ({exc.strerror}): delete it") from None
+    with os.fdopen(descriptor) as handle:
+        status = os.fstat(handle.fileno())
+        if status.st_uid != os.getuid():
+            raise DevSecretError(
+                f"{path} belongs to another user (uid {status.st_uid}): dev tokens would be "
+                "signed with a secret someone else chose. Delete it, or set GQL_API_DEV_SECRET"
+            )
+        if status.st_mode & 0o077:
+            raise DevSecretError(
+                f"{path} can be read or written by other users (mode "
+                f"{status.st_mode & 0o777:o}): run `chmod 600 {path}`, or delete it to have "
+                "a new one made"
+            )
+        return handle.read()

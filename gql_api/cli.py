@@ -74,7 +74,7 @@ def serve(host: str, port: int) -> None:
 )
 def token(user_id: str, admin: bool, nickname: str | None, expires_in: int) -> None:
     """Print a dev token that `gql-api serve` accepts in dev auth mode."""
-    from gql_api.auth import dev_secret, mint_dev_token
+    from gql_api.auth import DevSecretError, dev_secret, mint_dev_token
     from gql_api.errors import BadUserInput
     from gql_api.validation import LIMITS, check_user_id, clean_nickname
 
@@ -88,7 +88,10 @@ def token(user_id: str, admin: bool, nickname: str | None, expires_in: int) -> N
             f"--nickname must be 1 to {LIMITS.max_nickname_length} characters "
             "with no control characters"
         )
-    secret = dev_secret(settings)
+    try:
+        secret = dev_secret(settings)
+    except DevSecretError as error:
+        _fail(str(error))
     click.echo(
         mint_dev_token(
             settings,
