@@ -108,6 +108,7 @@ class GraphQLEndpoint:
             response.status_code,
             extra={
                 "request_id": response.headers.get("x-request-id"),
+                "client_request_id": _client_request_id(request),
                 "method": request.method,
                 "operation": request.state.operation,
                 "status": response.status_code,
@@ -347,15 +348,19 @@ def _negotiate(accept: str | None) -> str:
 
 
 def _request_id(request: Request) -> str:
-    """The client's X-Request-Id when sane, else the Lambda request id, else a new one."""
-    given = request.headers.get("x-request-id")
-    if given is not None and _REQUEST_ID.fullmatch(given):
-        return given
+    """The server's own id for the request: Lambda's request id, else a new one. Never the
+    client's, which any client may reuse or forge (it is logged beside, as the client's)."""
     lambda_context = request.scope.get("aws.context")
     lambda_id = getattr(lambda_context, "aws_request_id", None)
     if isinstance(lambda_id, str) and _REQUEST_ID.fullmatch(lambda_id):
         return lambda_id
     return uuid.uuid4().hex
+
+
+def _client_request_id(request: Request) -> str | None:
+    """The client's X-Request-Id when it is a sane token, for the log line only."""
+    given = request.headers.get("x-request-id")
+    return given if given is not None and _REQUEST_ID.fullmatch(given) else None
 
 
 def _json(

@@ -409,7 +409,7 @@ async def test_internal_errors_are_masked_and_logged_with_a_request_id(
         raise RuntimeError("SELECT secret FROM /var/lib/db.sqlite")
 
     app.state.service.get_post = broken
-    with caplog.at_level(logging.ERROR):
+    with caplog.at_level(logging.INFO):
         response = await client.post(
             "/graphql",
             json={"query": '{ post(id: "x") { id } }'},
@@ -418,11 +418,15 @@ async def test_internal_errors_are_masked_and_logged_with_a_request_id(
     body = response.json()
     error = body["errors"][0]
     assert "secret" not in response.text and "sqlite" not in response.text
-    assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR", "requestId": "req-42"}
-    assert "req-42" in error["message"]
-    assert response.headers["x-request-id"] == "req-42"
+    # The server's own id, not the client's (which any client may reuse or forge).
+    ours = response.headers["x-request-id"]
+    assert ours != "req-42" and len(ours) == 32
+    assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR", "requestId": ours}
+    assert ours in error["message"]
     logged = "\n".join(r.getMessage() + str(r.exc_info) for r in caplog.records)
-    assert "req-42" in logged and "SELECT secret" in logged
+    assert ours in logged and "SELECT secret" in logged
+    (access,) = [r for r in caplog.records if r.name == "gql_api.access"]
+    assert (access.request_id, access.client_request_id) == (ours, "req-42")  # type: ignore[attr-defined]
 
 
 # --- tokens --------------------------------------------------------------------------------

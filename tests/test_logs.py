@@ -49,19 +49,21 @@ async def test_each_request_logs_one_line_without_token_or_content(
     records = [r for r in caplog.records if r.name == "gql_api.access"]
     assert len(records) == 4
     write, feed, invalid, broken = records
-    assert (write.request_id, write.operation, write.status, write.outcome) == (  # type: ignore[attr-defined]
+    assert (write.client_request_id, write.operation, write.status, write.outcome) == (  # type: ignore[attr-defined]
         "req-7",
         "Write",
         200,
         "OK",
     )
+    assert len(write.request_id) == 32 and feed.client_request_id is None  # type: ignore[attr-defined]
     assert write.store_calls == 2  # type: ignore[attr-defined]  # one write each
     assert (feed.operation, feed.store_calls) == ("Feed", 2)  # type: ignore[attr-defined]
     assert invalid.outcome == "GRAPHQL_VALIDATION_FAILED"  # type: ignore[attr-defined]
     assert invalid.store_calls == 0  # type: ignore[attr-defined]
     assert (broken.status, broken.outcome) == (400, "BAD_REQUEST")  # type: ignore[attr-defined]
     formatted = [json.loads(JsonFormatter().format(record)) for record in records]
-    assert formatted[0]["request_id"] == "req-7"
+    assert formatted[0]["client_request_id"] == "req-7"
+    assert formatted[0]["request_id"] == write.request_id  # type: ignore[attr-defined]
     assert formatted[0]["duration_ms"] >= 0
     assert formatted[0]["level"] == "INFO"
     text = "\n".join(json.dumps(line) for line in formatted) + caplog.text
