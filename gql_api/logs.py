@@ -2,7 +2,9 @@
 
 Every line carries the time, level, logger and message, plus whatever the caller put in
 ``extra`` (for requests: request id, operation, duration, outcome code, store calls).
-Tokens and post content are never logged: only such metadata is.
+Tokens and post content are never logged: only such metadata is. The SDKs' own loggers
+stay at WARNING whatever ``GQL_API_LOG_LEVEL`` says: at DEBUG (and Azure's at INFO) they
+log requests with their headers and bodies, session tokens and post content included.
 """
 
 from __future__ import annotations
@@ -16,6 +18,24 @@ from typing import Any
 # Store calls made for the current request; the service adds one per call.
 STORE_CALLS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
     "store_calls", default=None
+)
+# Loggers of the libraries that talk to the clouds and the network, and of Mangum (which
+# can log whole events): never below WARNING.
+SDK_LOGGERS = (
+    "aiobotocore",
+    "aioboto3",
+    "aiohttp",
+    "azure",
+    "boto3",
+    "botocore",
+    "google",
+    "grpc",
+    "hpack",
+    "httpcore",
+    "httpx",
+    "mangum",
+    "s3transfer",
+    "urllib3",
 )
 # LogRecord's own attributes, and uvicorn's coloured copy of the message.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
@@ -45,6 +65,8 @@ def configure_logging(level: str) -> None:
     for name in ("uvicorn", "uvicorn.error", "mangum"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    for name in SDK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def count_store_call() -> None:

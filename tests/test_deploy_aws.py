@@ -101,3 +101,11 @@ def test_uploads_no_post_attached_expire_and_the_limit_is_a_parameter() -> None:
     assert variables["GQL_API_MAX_IMAGE_BYTES"] == {"Ref": "MaxImageBytes"}
     limit = template()["Parameters"]["MaxImageBytes"]
     assert (limit["Default"], limit["MinValue"], limit["MaxValue"]) == (10485760, 1024, 5 * 1024**3)
+
+
+def test_the_functions_logs_expire() -> None:
+    resources = template()["Resources"]
+    (group,) = [r for r in resources.values() if r["Type"] == "AWS::Logs::LogGroup"]
+    assert group["Properties"]["LogGroupName"] == {"Fn::Sub": "/aws/lambda/${ApiFunction}"}
+    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    assert template()["Parameters"]["LogRetentionDays"]["Default"] == 30
