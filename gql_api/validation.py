@@ -30,6 +30,8 @@ class Limits:
 
 
 LIMITS = Limits()
+# The most characters a tag may have before NFKC: four times what it may have after.
+MAX_RAW_TAG_LENGTH = 4 * LIMITS.max_tag_length
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -44,14 +46,14 @@ def _is_control(char: str) -> bool:
 
 
 def check_content(content: str, field: str) -> str:
-    if has_surrogates(content):
-        raise BadUserInput(f"{field} contains an invalid character (a lone surrogate)", field=field)
     if len(content) > LIMITS.max_raw_content_length:
         raise BadUserInput(
             f"{field} is too long: at most {LIMITS.max_raw_content_length} characters "
             "including surrounding whitespace",
             field=field,
         )
+    if has_surrogates(content):
+        raise BadUserInput(f"{field} contains an invalid character (a lone surrogate)", field=field)
     length = len(content.strip())
     if length == 0:
         raise BadUserInput(f"{field} must not be empty or only whitespace", field=field)
@@ -65,6 +67,11 @@ def check_content(content: str, field: str) -> str:
 
 def normalize_tag(raw: str, field: str) -> str:
     """NFKC, trimmed, lower-cased; 1-50 characters, no whitespace or control characters."""
+    # NFKC may grow a text 18-fold: bound it before (a tag it shrinks 4-fold is absurd).
+    if len(raw) > MAX_RAW_TAG_LENGTH and len(raw.strip()) > MAX_RAW_TAG_LENGTH:
+        raise BadUserInput(
+            f"{field} is too long: at most {LIMITS.max_tag_length} characters", field=field
+        )
     if has_surrogates(raw):
         raise BadUserInput(f"{field} contains an invalid character (a lone surrogate)", field=field)
     tag = unicodedata.normalize("NFKC", raw).strip().lower()
@@ -223,17 +230,18 @@ def check_nickname(raw: str, field: str) -> str:
     whitespace, a format character or a default-ignorable or blank code point); no
     control characters (category Cc: newlines, tabs, escapes...), line or paragraph
     separators (Zl, Zp), bidirectional controls or interlinear annotation characters."""
-    if has_surrogates(raw):
-        raise BadUserInput(f"{field} contains an invalid character (a lone surrogate)", field=field)
     nickname = raw.strip()
-    if all(_is_invisible(char) for char in nickname):
-        raise BadUserInput(f"{field} must not be empty, blank or invisible", field=field)
+    # The length first: the checks below look at each character in Python.
     if len(nickname) > LIMITS.max_nickname_length:
         raise BadUserInput(
             f"{field} is too long: {len(nickname)} characters after trimming, "
             f"at most {LIMITS.max_nickname_length}",
             field=field,
         )
+    if has_surrogates(nickname):
+        raise BadUserInput(f"{field} contains an invalid character (a lone surrogate)", field=field)
+    if all(_is_invisible(char) for char in nickname):
+        raise BadUserInput(f"{field} must not be empty, blank or invisible", field=field)
     if any(_breaks_or_hides_text(char) for char in nickname):
         raise BadUserInput(
             f"{field} must not contain control characters (newlines, line separators, tabs "
