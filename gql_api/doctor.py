@@ -15,7 +15,7 @@ Check = tuple[bool, str]
 
 
 async def run_checks(settings: Settings) -> list[Check]:
-    checks: list[Check] = [await _dev_secret(settings), *await image_checks(settings)]
+    checks: list[Check] = [*await _auth(settings), *await image_checks(settings)]
     store = create_store(settings)
     try:
         async with asyncio.timeout(settings.store_timeout * 3):
@@ -49,9 +49,16 @@ async def image_checks(settings: Settings) -> list[Check]:
         await storage.close()
 
 
+async def _auth(settings: Settings) -> list[Check]:
+    if settings.auth == "dev":
+        return [await _dev_secret(settings)]
+    checks = [await _key_set(settings)]
+    if settings.auth == "entra" or settings.oidc_discovery_url is not None:
+        checks.append(await _issuer(settings))
+    return checks
+
+
 async def _dev_secret(settings: Settings) -> Check:
-    if settings.auth != "dev":
-        return await _key_set(settings)
     source = "GQL_API_DEV_SECRET" if settings.dev_secret else str(settings.data_dir / "dev-secret")
     try:
         await asyncio.to_thread(dev_secret, settings)
@@ -110,6 +117,32 @@ async def _key_set(settings: Settings) -> Check:
         f"auth {settings.auth}: {len(keys.known)} signing keys from {config.jwks_url}; "
         f"issuer {config.issuer}, audience {config.audience}"
     )
+
+
+async def _issuer(settings: Settings) -> Check:
+    """The provider's discovery document names the issuer configured (the tenant, the cloud)."""
+    from gql_api.entra import discovery_url, issuer_fix
+    from gql_api.jwks import fetch_discovery, jwt_config
+
+    config = jwt_config(settings)
+    url = settings.oidc_discovery_url
+    if settings.auth == "entra":
+        url = discovery_url(settings)
+    where = f"auth {settings.auth}: the discovery document {url}"
+    try:
+        document = await fetch_discovery(url or "")
+    except Exception as error:  # noqa: BLE001 - reported as a failed check
+        return False, (
+            f"{where} cannot be read: {_said(error)}; fix: check the tenant (or provider) id "
+            "and that this host can reach it"
+        )
+    found = document["issuer"]
+    if found != config.issuer:
+        fix = f"set GQL_API_JWT_ISSUER={found}, or correct the provider's ids"
+        if settings.auth == "entra":
+            fix = issuer_fix(found, document)
+        return False, f"{where} names issuer {found}, not {config.issuer}; fix: {fix}"
+    return True, f"{where} names issuer {found}, as configured"
 
 
 def _said(error: BaseException) -> str:

@@ -7,9 +7,10 @@ Presets fill in the provider's issuer, keys URL and claims:
   ``client_id`` (both accepted, each checked).
 - ``firebase``: ``https://securetoken.google.com/<project>``, audience the project,
   Google's securetoken keys; admins by a custom claim (``admin: true`` by default).
-- ``entra``: ``https://login.microsoftonline.com/<tenant>/v2.0``, audience the
-  client id; groups are object ids, so ``GQL_API_ADMIN_GROUP`` takes the admin
-  group's object id.
+- ``entra``: ``https://login.microsoftonline.com/<tenant>/v2.0`` (and, as set, v1's
+  ``https://sts.windows.net/<tenant>/``), audience the client id; only user access
+  tokens (rules in ``gql_api.entra``); groups are object ids, so ``GQL_API_ADMIN_GROUP``
+  takes the admin group's object id.
 
 The key set is fetched with an async HTTP client, cached, and fetched again only when
 a token names a key id the cache lacks, at most once a minute (once every ten seconds
@@ -27,6 +28,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from gql_api.auth import Identity, InvalidToken, check_token_size, identity_from_claims
@@ -60,6 +62,11 @@ class JwtConfig:
     client_id_claim: str | None = None
     groups_claim: str = "groups"
     admin_claim: str | None = None
+    # Entra ID: v1 tokens come from another issuer and may name the API by its URI.
+    other_issuers: tuple[str, ...] = ()
+    other_audiences: tuple[str, ...] = ()
+    # Raises InvalidToken for verified claims of a token that may not act for a user.
+    claims_check: Callable[[dict[str, Any]], None] | None = None
 
 
 def jwt_config(settings: Settings) -> JwtConfig:
@@ -83,19 +90,22 @@ def jwt_config(settings: Settings) -> JwtConfig:
             "audience": settings.firebase_project_id,
         }
     elif settings.auth == "entra":
-        preset = {
-            "jwks_url": (
-                f"https://login.microsoftonline.com/{settings.entra_tenant_id}/discovery/v2.0/keys"
-            ),
-            "issuer": f"https://login.microsoftonline.com/{settings.entra_tenant_id}/v2.0",
-            "audience": settings.entra_client_id,
-        }
+        from gql_api.entra import check_token_kind, entra_preset
+
+        preset = entra_preset(settings)
+        preset["claims_check"] = partial(
+            check_token_kind, allow_app_tokens=settings.entra_allow_app_tokens
+        )
     explicit = {
         "jwks_url": settings.jwks_url,
         "issuer": settings.jwt_issuer,
         "audience": settings.jwt_audience,
     }
     values = {**preset, **{k: v for k, v in explicit.items() if v is not None}}
+    if settings.jwt_issuer is not None:  # an explicit value replaces all of the preset's
+        values.pop("other_issuers", None)
+    if settings.jwt_audience is not None:
+        values.pop("other_audiences", None)
     admin_claim = settings.admin_claim
     if admin_claim is None and settings.auth == "firebase":
         admin_claim = "admin"
@@ -179,17 +189,32 @@ class KeySet:
         log.info("fetched %d signing keys from %s", len(keys), self.url)
 
     async def _download(self) -> bytes:
-        """The key set's bytes, refusing a body over MAX_JWKS_BYTES as it arrives."""
-        async with self._http.stream(
-            "GET", self.url, headers={"accept": "application/json"}
-        ) as response:
-            response.raise_for_status()
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_JWKS_BYTES:
-                    raise ValueError(f"key set over {MAX_JWKS_BYTES} bytes")
-            return bytes(body)
+        return await _download(self._http, self.url)
+
+
+async def _download(http: Any, url: str) -> bytes:
+    """The document's bytes, refusing a body over MAX_JWKS_BYTES as it arrives."""
+    async with http.stream("GET", url, headers={"accept": "application/json"}) as response:
+        response.raise_for_status()
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > MAX_JWKS_BYTES:
+                raise ValueError(f"document over {MAX_JWKS_BYTES} bytes")
+        return bytes(body)
+
+
+async def fetch_discovery(url: str, *, transport: Any = None) -> dict[str, Any]:
+    """The provider's OpenID discovery document, bounded like the key set (for checks)."""
+    import httpx
+
+    async with httpx.AsyncClient(
+        timeout=FETCH_TIMEOUT, transport=transport, follow_redirects=False
+    ) as http:
+        document = json.loads(await _download(http, url))
+    if not isinstance(document, dict) or not isinstance(document.get("issuer"), str):
+        raise ValueError("not a discovery document: no issuer")
+    return document
 
 
 def _parse_key_set(raw: bytes) -> dict[str, tuple[Any, str | None]]:
@@ -245,6 +270,8 @@ class JwksAuthenticator:
                 f"alg {algorithm} with a {key.key_type} key declared for {declared}",
             )
         claims = self._verified_claims(token, key.key, str(algorithm))
+        if self.config.claims_check is not None:
+            self.config.claims_check(claims)
         return identity_from_claims(
             claims,
             self._settings,
@@ -266,8 +293,12 @@ class JwksAuthenticator:
                 token,
                 key,
                 algorithms=[algorithm],
-                issuer=config.issuer,
-                audience=None if access_token else config.audience,
+                issuer=[config.issuer, *config.other_issuers],
+                audience=(
+                    None
+                    if access_token or config.audience is None
+                    else [config.audience, *config.other_audiences]
+                ),
                 leeway=LEEWAY_SECONDS,
                 options={
                     "require": ["exp", "iss", "sub"],

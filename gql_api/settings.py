@@ -102,12 +102,15 @@ class Settings(BaseSettings):
     jwks_url: Annotated[str | None, Field(pattern=r"^https?://")] = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    oidc_discovery_url: Annotated[str | None, Field(pattern=r"^https?://")] = None
     cognito_region: Annotated[str | None, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")] = None
     cognito_user_pool_id: Annotated[str | None, Field(pattern=r"^[\w-]+_[0-9A-Za-z]+$")] = None
     cognito_client_id: str | None = None
     firebase_project_id: Annotated[str | None, Field(pattern=r"^[a-z][a-z0-9-]{4,29}$")] = None
-    entra_tenant_id: Annotated[str | None, Field(pattern=r"^[0-9A-Za-z.-]+$")] = None
+    entra_tenant_id: str | None = None  # a GUID (see _tenant_guid)
     entra_client_id: str | None = None
+    entra_token_version: Literal["2", "1", "any"] = "2"  # noqa: S105 - a format, no secret
+    entra_allow_app_tokens: bool = False
 
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
@@ -179,6 +182,26 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 32 characters long (HS256 wants 256 bits)")
         return value
 
+    @field_validator("entra_tenant_id")
+    @classmethod
+    def _tenant_guid(cls, value: str | None) -> str | None:
+        # Tokens name the tenant by its GUID in "iss": with a domain name, none would match.
+        if value is None:
+            return None
+        groups = value.split("-")
+        if [len(g) for g in groups] == [8, 4, 4, 4, 12] and all(
+            c in "0123456789abcdefABCDEF" for c in "".join(groups)
+        ):
+            return value.lower()
+        raise ValueError(
+            "must be the directory (tenant) ID, a GUID such as "
+            "00001111-aaaa-2222-bbbb-3333cccc4444, not a domain name or common, organizations "
+            "or consumers: Entra ID names the tenant by GUID in every token's issuer. Find it "
+            "in the Azure portal (Microsoft Entra ID > Overview > Tenant ID), with "
+            "`az account show --query tenantId -o tsv`, or as the GUID in the issuer of "
+            "https://login.microsoftonline.com/<domain>/v2.0/.well-known/openid-configuration"
+        )
+
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
         if self.cloud_provider is not None and "store" not in self.model_fields_set:
@@ -244,11 +267,16 @@ class Settings(BaseSettings):
         missing = [f"GQL_API_{name.upper()}" for name in needed if getattr(self, name) is None]
         if missing:
             raise ValueError(f"GQL_API_AUTH={self.auth} needs {', '.join(missing)}")
-        if self.jwks_url is not None and self.jwks_url.startswith("http://"):
-            host = urlsplit(self.jwks_url).hostname or ""
-            if host not in ("127.0.0.1", "localhost", "::1"):
+        for name in ("jwks_url", "oidc_discovery_url"):
+            url = getattr(self, name) or ""
+            try:
+                host = urlsplit(url).hostname or ""
+            except ValueError as error:  # "http://[" passes the pattern but is no address
+                raise ValueError(f"GQL_API_{name.upper()} is not a URL: {error}") from None
+            if url.startswith("http://") and host not in ("127.0.0.1", "localhost", "::1"):
                 raise ValueError(
-                    "GQL_API_JWKS_URL must use https (plain http only for a local test server)"
+                    f"GQL_API_{name.upper()} must use https (plain http only for a local test "
+                    "server)"
                 )
 
     def _check_images(self) -> None:
