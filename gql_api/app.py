@@ -179,6 +179,7 @@ def create_app(
         max_tokens=settings.max_tokens,
         max_directives=settings.max_directives,
         max_cost=settings.max_cost,
+        max_validation_work=settings.max_validation_work,
         introspection=settings.introspection_enabled,
     )
     endpoint = GraphQLEndpoint(

@@ -1,8 +1,10 @@
 """A static estimate of what an operation asks for, to refuse amplifying queries.
 
-Each field selected costs 1; a page field (``posts``) multiplies what is selected
-under it by its page size (``first``, 20 when absent). So ``posts(first: 100) { nodes { id } }``
-costs 1 + 100 * 2, and 700 aliased copies of it cost 140,700.
+Each field selected costs 1, but ``imageUrls``, which may sign a URL per image key
+(``SIGNED_URL_COST`` each, for the most keys a post may have); a page field (``posts``)
+multiplies what is selected under it by its page size (``first``, 20 when absent). So
+``posts(first: 100) { nodes { id } }`` costs 1 + 100 * 2, and 700 aliased copies of it
+cost 140,700.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from gql_api.validation import LIMITS
 
 # Fields that return a page, sized by their ``first`` argument (null or absent: 20).
 PAGED_FIELDS = frozenset({"posts"})
+# A signed URL costs about what 25 plain fields do (an HMAC, or an IAM call on Cloud Run).
+SIGNED_URL_COST = 25
+FIELD_COSTS = {"imageUrls": SIGNED_URL_COST * LIMITS.max_images_per_post}
 
 
 def estimate_cost(
@@ -71,7 +76,8 @@ def _selection_cost(
     for selection in selection_set.selections:
         if isinstance(selection, FieldNode):
             inner = _selection_cost(selection.selection_set, fragments, variables, memo, seen)
-            total += 1 + _page_size(selection, variables) * inner
+            own = FIELD_COSTS.get(selection.name.value, 1)
+            total += own + _page_size(selection, variables) * inner
         elif isinstance(selection, InlineFragmentNode):
             total += _selection_cost(selection.selection_set, fragments, variables, memo, seen)
         elif isinstance(selection, FragmentSpreadNode):

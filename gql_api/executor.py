@@ -32,7 +32,7 @@ from strawberry.execution.is_awaitable import optimized_is_awaitable
 from gql_api.caches import ByteBoundedCache, deep_size
 from gql_api.errors import ApiError
 from gql_api.fast_fields import FastExecutionContext
-from gql_api.query_limits import QueryLimits, limit_rules
+from gql_api.query_limits import QueryLimits, limit_rules, validation_work
 
 log = logging.getLogger(__name__)
 _is_awaitable = cast(Callable[[Any], TypeGuard[Awaitable[Any]]], optimized_is_awaitable)
@@ -139,6 +139,13 @@ class Executor:
             document = parse(query, max_tokens=self.limits.max_tokens)
         except GraphQLError as error:
             return None, [_shape(error, _parse_failure_code(error.message))]
+        work, most = validation_work(document), self.limits.max_validation_work
+        if work > most:  # validating it would hold the event loop for long
+            message = (
+                f"the document repeats fields too much to validate: {work} field pairs to "
+                f"compare, at most {most} (select each field once per selection set)"
+            )
+            return None, [request_error(message, "VALIDATION_TOO_COMPLEX")]
         errors = validate(
             self._schema,
             document,

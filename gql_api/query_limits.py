@@ -1,12 +1,14 @@
 """Limits on what one GraphQL document may ask for, each refused with its own code.
 
-Tokens are counted while parsing; depth, aliases and directives by validation rules
-(so a refused document is cached like any invalid one and never executed); the cost
-(``gql_api.cost``) once the variables are known.
+Tokens are counted while parsing; the validation work before validating
+(``validation_work``); depth, aliases and directives by validation rules (so a refused
+document is cached like any invalid one and never executed); the cost (``gql_api.cost``)
+once the variables are known.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +34,7 @@ class QueryLimits:
     max_tokens: int = 10_000
     max_directives: int = 20
     max_cost: int = 20_000
+    max_validation_work: int = 10_000
     introspection: bool = True
 
 
@@ -95,6 +98,45 @@ def limit_rules(limits: QueryLimits) -> list[type[ASTValidationRule]]:
 
         rules.append(NoSchemaIntrospectionCustomRule)
     return rules
+
+
+def validation_work(document: DocumentNode) -> int:
+    """What validating ``document`` costs where its cost grows fastest: the rule that
+    fields answering to one name can merge compares every pair of them, so each selection
+    set adds the square of the number of fields sharing each response name (counting
+    those its inline fragments and fragment spreads bring). Linear in the document."""
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    memo: dict[str, Counter[str]] = {}
+
+    def names(selection_set: SelectionSetNode, seen: frozenset[str]) -> Counter[str]:
+        counted: Counter[str] = Counter()
+        spread: set[str] = set()  # the rule compares a fragment spread twice only once
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                counted[(selection.alias or selection.name).value] += 1
+            elif isinstance(selection, InlineFragmentNode):
+                counted.update(names(selection.selection_set, seen))
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                if name in fragments and name not in seen and name not in spread:
+                    spread.add(name)
+                    if name not in memo:
+                        memo[name] = names(fragments[name].selection_set, seen | {name})
+                    counted.update(memo[name])
+        return counted
+
+    work = 0
+    stack: list[Any] = list(document.definitions)
+    while stack:
+        node = stack.pop()
+        selection_set = getattr(node, "selection_set", None)
+        if selection_set is None:
+            continue
+        work += sum(n * n for n in names(selection_set, frozenset()).values())
+        stack.extend(selection_set.selections)
+    return work
 
 
 def _error(message: str, code: str, node: Any) -> GraphQLError:

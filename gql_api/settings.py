@@ -122,6 +122,7 @@ class Settings(BaseSettings):
     max_tokens: Annotated[int, Field(ge=100, le=1_000_000)] = 10_000
     max_directives: Annotated[int, Field(ge=0, le=10_000)] = 20
     max_cost: Annotated[int, Field(ge=100, le=10_000_000)] = 20_000
+    max_validation_work: Annotated[int, Field(ge=100, le=10_000_000)] = 10_000
     log_level: LogLevel = "INFO"
 
     images_bucket: str | None = Field(

@@ -7,6 +7,7 @@ into the test module).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import uuid
@@ -25,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gql_api.images import ImageStorage, UploadUrl, open_image_storage
+from gql_api.images.azure_blob import AzureBlobImageStorage
 from gql_api.images.gcs import GcsImageStorage
 from gql_api.images.s3 import S3ImageStorage
 from gql_api.settings import Settings
@@ -187,6 +189,24 @@ async def attach_uploaded(storage: ImageStorage, key: str) -> None:
     pending = await storage.inspect(key)
     assert pending is not None, f"{key} was not uploaded"
     await storage.attach(key, pending.token)
+
+
+async def write_directly(storage: ImageStorage, name: str, body: bytes) -> None:
+    """Write ``body`` at ``name`` through the SDK (the server's credentials), as no
+    attach would and no single-use upload URL can a second time."""
+    if isinstance(storage, S3ImageStorage):
+        assert storage._client is not None
+        await storage._client.put_object(
+            Bucket=storage.bucket, Key=name, Body=body, ContentType="image/jpeg"
+        )
+    elif isinstance(storage, GcsImageStorage):
+        assert storage._bucket is not None
+        blob = storage._bucket.blob(name)
+        await asyncio.to_thread(blob.upload_from_string, body, content_type="image/jpeg")
+    else:
+        assert isinstance(storage, AzureBlobImageStorage) and storage._client is not None
+        container = storage._client.get_container_client(storage.bucket)
+        await container.upload_blob(name, body, overwrite=True)
 
 
 UPLOAD_METHODS = {"s3": "POST", "azure": "PUT", "gcs": "PUT"}

@@ -98,7 +98,8 @@ def s3_post_policy_refusal(
 ) -> str | None:
     """What S3 would refuse about a POST of these form fields and a file of ``size``
     bytes under the policy the fields carry (None: it would accept it). As S3 does:
-    every condition must hold, and every field sent must be named by a condition."""
+    every condition must hold, and every field sent must be named by a condition, but
+    ``x-ignore-*`` fields (which S3 ignores altogether)."""
     policy = json.loads(base64.b64decode(fields["policy"]))
     if datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00")) <= now:
         return "the policy has expired"
@@ -119,5 +120,5 @@ def s3_post_policy_refusal(
         matches = got == value if operator == "eq" else got.startswith(value)
         if not matches:
             return f"{field}={got!r} does not match the policy's {value!r}"
-    extra = sorted(set(sent) - covered)
+    extra = sorted(name for name in set(sent) - covered if not name.startswith("x-ignore-"))
     return f"fields not in the policy: {extra}" if extra else None

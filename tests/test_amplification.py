@@ -87,3 +87,44 @@ async def test_a_huge_nickname_is_refused_before_its_characters_are_read(
     assert looked_at == []
     body = await ask(client, "signed in", query, {"n": "\u3164" * 3})
     assert codes(body) == ["BAD_USER_INPUT"] and "invisible" in body["errors"][0]["message"]
+
+
+REPEATED = "{ " + "limits { maxTags } " * 600 + "}"
+SPREAD = (
+    " ".join(f"fragment F{n} on Query {{ limits {{ maxTags }} }}" for n in range(600))
+    + " { "
+    + " ".join(f"...F{n}" for n in range(600))
+    + " }"
+)
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize("query", [REPEATED, SPREAD], ids=["repeated", "through fragments"])
+async def test_a_document_too_repetitive_to_validate_is_refused_before_validation(
+    client: httpx.AsyncClient, caller: str, query: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gql_api import executor
+
+    validated: list[object] = []
+    validate = executor.validate  # type: ignore[attr-defined]
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        validated.append(args[1])
+        return validate(*args, **kwargs)
+
+    monkeypatch.setattr(executor, "validate", counted)
+    body = await ask(client, caller, query, {})
+    assert codes(body) == ["VALIDATION_TOO_COMPLEX"]
+    assert validated == []
+
+
+async def test_fragments_each_selecting_the_same_field_still_validate(
+    client: httpx.AsyncClient,
+) -> None:
+    """As Relay composes them: 60 components each asking for the post's id."""
+    fragments = " ".join(f"fragment C{n} on Post {{ id content }}" for n in range(60))
+    spreads = " ".join(f"...C{n}" for n in range(60))
+    body = await ask(
+        client, "anonymous", f"{{ posts {{ nodes {{ {spreads} }} }} }} {fragments}", {}
+    )
+    assert body == {"data": {"posts": {"nodes": []}}}

@@ -1,27 +1,45 @@
 """Attaching is idempotent, on each provider's local server: a refused copy succeeds when
 the key already holds the bytes of the upload inspected (an earlier attach's copy, left
 in place when a create's outcome is unknown), and stays refused for any other bytes.
+And upload URLs are single-use where the cloud allows it, and exact.
 
 Azurite enforces the copy's conditions itself; moto and the Cloud Storage emulator
 ignore them, so here they are made to refuse a copy onto a taken key as S3 and Cloud
 Storage do (``refusing_taken_keys``). Every request the storage sends is recorded, to
-show the normal path costs one copy and a refused one a single read more.
+show the normal path costs one copy and a refused one a single read more. Likewise
+Azurite refuses a second upload through a create-only SAS; the emulator ignores the
+signed precondition and moto the POST policy, so the tests check those themselves.
 """
 
 from __future__ import annotations
 
-import asyncio
+import base64
+import json
+from datetime import UTC, datetime
 from typing import Any, cast
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gql_api.images import ImageStorage, NotAttachable
-from gql_api.images.azure_blob import AzureBlobImageStorage
-from gql_api.images.gcs import GcsImageStorage
-from gql_api.images.s3 import S3ImageStorage, _md5_etag
+from gql_api.images.base import pending_name
+from gql_api.images.gcs import PRECONDITION_HEADER
+from gql_api.images.s3 import _md5_etag
 from tests import image_storages
-from tests.image_storages import OTHER, SMALL, TTL, record_requests, refusing_taken_keys, send
+from tests.image_storages import (
+    OTHER,
+    PNG,
+    SMALL,
+    TTL,
+    record_requests,
+    refusing_taken_keys,
+    send,
+    send_upload,
+    write_directly,
+)
+from tests.signatures import gcs_v4_signature_valid, s3_post_policy_refusal
 
 # The shared fixtures, as this module's (the servers start once per module).
 azurite_url = image_storages.azurite_url
@@ -39,22 +57,6 @@ async def uploaded(storage: ImageStorage, body: bytes = SMALL) -> tuple[str, str
     pending = await storage.inspect(upload.key)
     assert pending is not None
     return upload.key, pending.token
-
-
-async def write_directly(storage: ImageStorage, key: str, body: bytes) -> None:
-    """Write ``body`` at ``key`` through the SDK, as no attach would."""
-    if isinstance(storage, S3ImageStorage):
-        assert storage._client is not None
-        await storage._client.put_object(
-            Bucket=storage.bucket, Key=key, Body=body, ContentType="image/jpeg"
-        )
-    elif isinstance(storage, GcsImageStorage):
-        assert storage._bucket is not None
-        blob = storage._bucket.blob(key)
-        await asyncio.to_thread(blob.upload_from_string, body, content_type="image/jpeg")
-    else:
-        assert isinstance(storage, AzureBlobImageStorage) and storage._client is not None
-        await storage._client.get_container_client(storage.bucket).upload_blob(key, body)
 
 
 async def served(storage: ImageStorage, key: str) -> bytes:
@@ -118,15 +120,16 @@ async def test_the_same_bytes_written_otherwise_count_only_where_a_hash_proves_t
 async def test_a_replaced_upload_is_refused_onto_the_copy_of_the_one_before(
     storage: ImageStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Attached, then replaced through the still-valid URL: its new version differs from
-    the key's bytes, so attaching it is refused, and the key keeps the first image."""
+    """Attached, then the upload replaced (S3's POST URL still can, see below): its new
+    version differs from the key's bytes, so attaching it is refused, and the key keeps
+    the first image."""
     (upload,) = await storage.upload_urls("alice", ["image/jpeg"], TTL)
     async with httpx.AsyncClient(timeout=10) as http:
         assert (await send(http, upload, SMALL)).status_code < 300
-        first = await storage.inspect(upload.key)
-        assert first is not None
-        await storage.attach(upload.key, first.token)
-        assert (await send(http, upload, OTHER)).status_code < 300
+    first = await storage.inspect(upload.key)
+    assert first is not None
+    await storage.attach(upload.key, first.token)
+    await write_directly(storage, pending_name(upload.key), OTHER)
     replaced = await storage.inspect(upload.key)
     assert replaced is not None and replaced.token != first.token
     refusing_taken_keys(storage, monkeypatch)
@@ -146,3 +149,80 @@ def test_only_an_md5_etag_proves_the_bytes_on_s3() -> None:
     assert etag(ETag=md5, ServerSideEncryption="aws:kms") is None
     assert etag(ETag=md5, SSECustomerAlgorithm="AES256") is None
     assert etag(ETag=md5[:-1] + '-2"') is None
+
+
+# --- upload URLs: single-use where the cloud allows it, and exact ----------------------------
+
+
+async def test_a_second_upload_through_the_same_url_is_refused_where_the_cloud_allows(
+    storage: ImageStorage, gcs_key: rsa.RSAPrivateKey
+) -> None:
+    """Azure (Azurite too) refuses a Put Blob through a create-only SAS once the blob
+    exists. Cloud Storage refuses a PUT whose signed ``x-goog-if-generation-match: 0``
+    does not hold; the emulator ignores it, so the test checks the signature binds it.
+    An S3 POST takes no condition: the second upload replaces the first (the attach
+    copies only the version it inspected)."""
+    (upload,) = await storage.upload_urls("alice", ["image/jpeg"], TTL)
+    async with httpx.AsyncClient(timeout=10) as http:
+        assert (await send(http, upload, SMALL)).status_code < 300
+        first = await storage.inspect(upload.key)
+        again = await send(http, upload, OTHER)
+    now = await storage.inspect(upload.key)
+    assert first is not None and now is not None
+    query = dict(parse_qsl(urlsplit(upload.url).query))
+    if storage.name == "azure":
+        assert query["sp"] == "c"  # create only: no write, so no overwrite
+        assert again.status_code == 403 and "AuthorizationPermissionMismatch" in again.text
+        assert now.token == first.token  # the first upload, untouched
+    if storage.name == "gcs":
+        headers = dict(upload.headers)
+        assert headers[PRECONDITION_HEADER] == "0"
+        assert PRECONDITION_HEADER in query["X-Goog-SignedHeaders"].split(";")
+        public_key = gcs_key.public_key()
+        assert gcs_v4_signature_valid("PUT", upload.url, headers, public_key)
+        dropped = {n: v for n, v in headers.items() if n != PRECONDITION_HEADER}
+        aimed = {**headers, PRECONDITION_HEADER: first.token.partition(":")[0]}
+        for changed in (dropped, aimed):  # neither left out nor aimed at the stored version
+            assert not gcs_v4_signature_valid("PUT", upload.url, changed, public_key)
+        assert again.status_code < 300  # the emulator ignores it; Cloud Storage answers 412
+    if storage.name == "s3":
+        assert again.status_code < 300 and now.token != first.token
+
+
+@pytest.mark.parametrize("storage", ["s3"], indirect=True)
+async def test_the_s3_policy_lets_no_field_ride_along_beyond_those_handed_out(
+    storage: ImageStorage,
+) -> None:
+    """Each condition is an exact match on a field handed out (and the bucket), plus the
+    size range: S3 refuses any other field. moto checks no policy, so it stores one."""
+    (upload,) = await storage.upload_urls("alice", ["image/png"], TTL)
+    fields, bucket, now = dict(upload.fields), storage.bucket, datetime.now(UTC)
+    conditions = json.loads(base64.b64decode(fields["policy"]))["conditions"]
+    exact = {k.lower(): v for c in conditions if isinstance(c, dict) for k, v in c.items()}
+    handed_out = {n.lower(): v for n, v in fields.items() if n not in ("policy", "x-amz-signature")}
+    assert exact == handed_out | {"bucket": bucket}
+    assert [c for c in conditions if not isinstance(c, dict)] == [
+        ["content-length-range", 1, storage.max_bytes]  # no starts-with anywhere
+    ]
+    for name, value in (
+        ("Content-Disposition", "attachment"),
+        ("Content-Encoding", "gzip"),
+        ("Cache-Control", "max-age=31536000"),
+        ("Expires", "Thu, 01 Jan 2099 00:00:00 GMT"),
+        ("x-amz-meta-owner", "mallory"),
+        ("acl", "public-read"),
+        ("x-amz-storage-class", "GLACIER"),
+        ("x-amz-server-side-encryption", "aws:kms"),
+        ("x-amz-website-redirect-location", "https://example.test/"),
+        ("x-amz-tagging", "<Tagging><TagSet/></Tagging>"),
+        ("success_action_status", "201"),
+        ("If-None-Match", "*"),
+    ):
+        refusal = s3_post_policy_refusal({**fields, name: value}, bucket, len(PNG), now)
+        assert refusal is not None and name.lower() in refusal, name
+    ignored = {**fields, "x-ignore-note": "anything"}  # S3 ignores these fields altogether
+    assert s3_post_policy_refusal(ignored, bucket, len(PNG), now) is None
+    extra = [*upload.fields, ("Content-Disposition", "attachment")]
+    async with httpx.AsyncClient(timeout=10) as http:
+        sent = await send_upload(http, "POST", upload.url, [], extra, PNG)
+    assert sent.status_code < 300  # moto: S3 would answer 403 (a field not in the policy)

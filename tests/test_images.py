@@ -268,7 +268,7 @@ async def test_gcs_v4_signature_binds_the_content_type_the_size_and_the_pending_
     query = dict(parse_qsl(urlsplit(upload.url).query))
     assert query["X-Goog-Algorithm"] == "GOOG4-RSA-SHA256"
     assert query["X-Goog-Credential"].startswith(f"{GCS_ACCOUNT}/")
-    assert {"content-type", "x-goog-content-length-range"} <= set(
+    assert {"content-type", "x-goog-content-length-range", "x-goog-if-generation-match"} <= set(
         query["X-Goog-SignedHeaders"].split(";")
     )
     assert ("x-goog-content-length-range", f"1,{storage.max_bytes}") in upload.headers
@@ -331,12 +331,13 @@ async def test_azure_refuses_a_tampered_or_misused_upload_sas(
         (upload,) = await azure_storage.upload_urls("alice", ["image/png"], TTL)
         headers = list(upload.headers)
         query = dict(parse_qsl(urlsplit(upload.url).query))
-        assert set(query["sp"]) == {"c", "w"}  # create and write, nothing else
+        assert query["sp"] == "c"  # create only: no write, read nor delete
         tampered = upload.url.replace("sig=", "sig=A", 1)
         assert (await http.put(tampered, headers=headers, content=PNG)).status_code == 403
         other = other_path(upload.url)
         assert (await http.put(other, headers=headers, content=PNG)).status_code == 403
-        widened = upload.url.replace("sp=cw", "sp=rcw", 1)
+        widened = upload.url.replace("sp=c&", "sp=cw&", 1)
+        assert widened != upload.url
         assert (await http.put(widened, headers=headers, content=PNG)).status_code == 403
         assert (await send(http, upload, PNG)).status_code == 201
         assert (await http.get(upload.url)).status_code == 403  # no read with an upload SAS

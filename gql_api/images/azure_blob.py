@@ -9,14 +9,17 @@ Two ways to sign, both local HMACs (no request per URL):
   The identity needs "Storage Blob Delegator" on the account and "Storage Blob Data
   Contributor" on the container.
 
-An upload SAS allows create and write on its one blob only (the key's name under
-``uploads/``); a read SAS allows read on its one blob only. Neither kind of SAS can bind
-the request's Content-Type (a user-delegation SAS could, with a service version Azure
+An upload SAS allows create only (``sp=c``) on its one blob (the key's name under
+``uploads/``): Azure refuses (403) a Put Blob through it once the blob exists, and
+setting properties or metadata or taking a lease, so the URL writes the upload once
+while it is there. Create also allows Snapshot Blob, so deletes include snapshots. A
+read SAS allows read on its one blob only. Neither kind of SAS can bind the request's
+Content-Type (a user-delegation SAS could, with a service version Azure
 does not generally offer yet) nor its size: the service checks both on the pending blob
 before attaching it, by a copy inside the account from the ETag it inspected onto a
 name holding nothing; the copy stamps that ETag on the key (its only metadata), so a
 refused copy still succeeds when the key holds the copy of that very version (the
-stamp is the proof: the upload SAS lets a client set Content-MD5). Each read SAS also
+stamp is the proof: a client sets Content-MD5 with its Put Blob). Each read SAS also
 fixes the Content-Type the blob is served with to the one its key's extension stands
 for. Hence no public base URL here: unsigned
 reads would serve a blob with the type it was uploaded with (settings refuse the
@@ -197,7 +200,8 @@ class AzureBlobImageStorage:
         uploads = plan_uploads(user_id, content_types)
         signing = await self._signing_key(ttl)
         expires_at = self._clock() + ttl
-        permission = BlobSasPermissions(create=True, write=True)
+        # Create without write: only a blob that does not exist yet can be written.
+        permission = BlobSasPermissions(create=True)
         urls = []
         for key, content_type in uploads:
             name = pending_name(key)
@@ -294,7 +298,7 @@ class AzureBlobImageStorage:
     async def _copied_status(self, target: BlobClient, token: str) -> str | None:
         """The copy status of the blob at the key if an earlier attach copied it from the
         upload version ``token`` (its stamp), else None: one properties read, on a
-        refused copy only. Not Content-MD5: an upload SAS (write) lets a client set it."""
+        refused copy only. Not Content-MD5: a client sets it with its upload."""
         try:
             found = await target.get_blob_properties()
         # Unknown counts as not copied: the caller would undo a maybe-copy, maybe another's.
@@ -317,7 +321,8 @@ class AzureBlobImageStorage:
 
         async def delete_one(name: str) -> None:
             with contextlib.suppress(ResourceNotFoundError):  # already gone: as asked
-                await container.delete_blob(name)
+                # An upload SAS (create) can snapshot its blob; a snapshot blocks a plain delete.
+                await container.delete_blob(name, delete_snapshots="include")
 
         await asyncio.gather(*(delete_one(name) for name in names))
 

@@ -1,8 +1,11 @@
-"""Google Cloud Storage: V4 signed URLs (PUT with the content type and size signed, GET).
+"""Google Cloud Storage: V4 signed URLs (PUT with the content type, size and a create-only
+precondition signed; GET).
 
 An upload is a signed PUT to the key's name under ``uploads/``, whose signature binds
-``Content-Type`` and ``x-goog-content-length-range: 1,<max_bytes>`` (headers the client
-must send): Cloud Storage refuses a larger body. Attaching copies the pending object
+``Content-Type``, ``x-goog-content-length-range: 1,<max_bytes>`` and
+``x-goog-if-generation-match: 0`` (headers the client must send as handed out): Cloud
+Storage refuses a larger body, and refuses (412) a PUT while the object exists, so the
+URL writes the upload once while it is there. Attaching copies the pending object
 inside the bucket, only from the generation inspected and only onto a free name
 (``if_source_generation_match``, ``if_generation_match=0``); a refused copy still
 succeeds when the key holds an object of the MD5 inspected (Cloud Storage computes
@@ -58,6 +61,8 @@ if TYPE_CHECKING:
 SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
 Signed = tuple[str, str, str | None]  # object name, HTTP method, content type bound (or None)
 SIZE_HEADER = "x-goog-content-length-range"
+# Signed as 0, which only a name holding nothing matches: a second PUT is refused (412).
+PRECONDITION_HEADER = "x-goog-if-generation-match"
 
 
 class GcsImageStorage:
@@ -138,7 +143,7 @@ class GcsImageStorage:
 
     def _sign(self, requests: Sequence[Signed], expires_at: datetime) -> list[str]:
         """A V4 URL per (object name, method, content type or None); a PUT (an upload)
-        also signs the size range."""
+        also signs the size range and the create-only precondition."""
         assert self._bucket is not None
         signer = self._signer()
         return [
@@ -147,14 +152,15 @@ class GcsImageStorage:
                 expiration=expires_at,
                 method=method,
                 content_type=content_type,
-                headers=self._size_header() if method == "PUT" else None,
+                headers=self._upload_headers() if method == "PUT" else None,
                 **signer,
             )
             for name, method, content_type in requests
         ]
 
-    def _size_header(self) -> dict[str, str]:
-        return {SIZE_HEADER: f"1,{self.max_bytes}"}
+    def _upload_headers(self) -> dict[str, str]:
+        """The headers an upload's signature binds besides Content-Type."""
+        return {SIZE_HEADER: f"1,{self.max_bytes}", PRECONDITION_HEADER: "0"}
 
     async def _sign_all(self, requests: Sequence[Signed], expires_at: datetime) -> list[str]:
         await self._opened()
@@ -174,9 +180,9 @@ class GcsImageStorage:
         expires_at = self._clock() + ttl
         requests = [(pending_name(key), "PUT", ctype) for key, ctype in uploads]
         urls = await self._sign_all(requests, expires_at)
-        (size,) = self._size_header().items()
+        signed = tuple(self._upload_headers().items())
         return [
-            UploadUrl(key, url, "PUT", (("Content-Type", ctype), size), expires_at)
+            UploadUrl(key, url, "PUT", (("Content-Type", ctype), *signed), expires_at)
             for (key, ctype), url in zip(uploads, urls, strict=True)
         ]
 

@@ -2,14 +2,22 @@
 
 An upload is a presigned POST whose signed policy binds the object name (under
 ``uploads/``), the ``Content-Type`` and a ``content-length-range`` of 1 byte to
-``max_bytes``: S3 itself refuses a larger file. Presigning is SigV4 computed in the
-process from the credentials the client holds: no request per URL. One client per
-process, opened once. A URL signed with temporary credentials (Lambda's role) stops
-working when they expire, whatever its lifetime. Attaching copies the pending object
-inside S3 (``CopySourceIfMatch`` the ETag inspected, ``IfNoneMatch: *`` on the key);
-a refused copy still succeeds when the key's ETag is that same one and an MD5 (then
-the key holds those bytes, copied by an earlier attach). SSE-KMS or SSE-C ETags are no
-MD5: on such a bucket a refused copy stays refused.
+``max_bytes``: S3 itself refuses a larger file. Every condition is an exact match, and
+S3 refuses a form field no condition names (but ``x-ignore-*``, which it ignores), so no
+other field (Content-Disposition, Content-Encoding, metadata, ACL) rides along. POST
+Object takes no write condition (``If-None-Match`` is a header of PutObject,
+CompleteMultipartUpload and CopyObject; a policy binds form fields, not headers), so
+the URL can write the upload again until it expires: what bounds that is the attach,
+which copies only the version it inspected. A presigned PUT could be single-use, but
+only by signing an exact Content-Length the client states in advance (a PUT takes no
+size range). Presigning is SigV4 computed in the process from the credentials the
+client holds: no request per URL. One client per process, opened once. A URL signed
+with temporary credentials (Lambda's role) stops working when they expire, whatever its
+lifetime. Attaching copies the pending object inside S3 (``CopySourceIfMatch`` the
+ETag inspected, ``IfNoneMatch: *`` on the key); a refused copy still succeeds when the
+key's ETag is that same one and an MD5 (then the key holds those bytes, copied by an
+earlier attach). SSE-KMS or SSE-C ETags are no MD5: on such a bucket a refused copy
+stays refused.
 """
 
 from __future__ import annotations
@@ -123,6 +131,7 @@ class S3ImageStorage:
                 self.bucket,
                 pending_name(key),
                 Fields={"Content-Type": content_type},
+                # Exact conditions only: S3 refuses a form field that none of them names.
                 Conditions=[
                     {"Content-Type": content_type},
                     ["content-length-range", 1, self.max_bytes],

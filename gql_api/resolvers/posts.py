@@ -10,7 +10,6 @@ from strawberry.types import Info
 from strawberry.types.nodes import SelectedField, Selection
 
 from gql_api.context import RequestContext
-from gql_api.errors import ImageStorageUnavailableError
 from gql_api.schema.types import (
     CreatePostInput,
     DeletePostPayload,
@@ -61,13 +60,12 @@ async def posts(
         and any(edge.post.image_keys for edge in page.edges)
         and selects(info.selected_fields, "imageUrls")
     ):
-        # One storage call for the page, so each Post.imageUrls answers without awaiting.
+        # One storage call for the pages of this request (the request's loader batches and
+        # caches them: a key on several aliased pages is signed once), so each
+        # Post.imageUrls then answers without awaiting.
         keys = list(dict.fromkeys(key for edge in page.edges for key in edge.post.image_keys))
-        try:
-            urls = await service.read_image_urls(keys)
-        except ImageStorageUnavailableError as error:
-            info.context.image_storage_failed(error)  # the posts still answer
-        else:
+        urls = await info.context.load_image_urls(keys)  # [] if the storage failed
+        if urls:
             info.context.known_image_urls.update(zip(keys, urls, strict=True))
     edges = [PostEdge(node=Post.from_record(edge.post), edge=edge) for edge in page.edges]
     return PostConnection(
