@@ -180,6 +180,7 @@ def create_app(
         max_directives=settings.max_directives,
         max_cost=settings.max_cost,
         max_validation_work=settings.max_validation_work,
+        max_response_bytes=settings.max_response_bytes,
         introspection=settings.introspection_enabled,
     )
     endpoint = GraphQLEndpoint(

@@ -10,6 +10,7 @@ from strawberry.dataloader import DataLoader
 
 from gql_api.auth import Identity
 from gql_api.errors import ImageStorageUnavailableError
+from gql_api.fast_fields import ResponseBudget
 from gql_api.service import PostService
 from gql_api.stores.base import ProfileRecord
 
@@ -32,6 +33,8 @@ class RequestContext:
     images_failed: bool = False
     # Errors for the response that null no field (added to its "errors", without a path).
     notices: list[dict[str, Any]] = field(default_factory=list)
+    # The bytes the response may still hold (set by the executor for each execution).
+    response_budget: ResponseBudget | None = None
 
     def __post_init__(self) -> None:
         # One loader per request: every Post.author in a response is one store call.

@@ -31,7 +31,7 @@ from strawberry.execution.is_awaitable import optimized_is_awaitable
 
 from gql_api.caches import ByteBoundedCache, deep_size
 from gql_api.errors import ApiError
-from gql_api.fast_fields import FastExecutionContext
+from gql_api.fast_fields import FastExecutionContext, ResponseBudget
 from gql_api.query_limits import QueryLimits, limit_rules, validation_work
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,9 @@ class Executor:
         request_id: str,
     ) -> dict[str, Any]:
         """Run the operation; raise ``RequestError`` when variables cannot be coerced."""
+        budget = ResponseBudget(self.limits.max_response_bytes)
+        if hasattr(context, "response_budget"):
+            context.response_budget = budget
         outcome = graphql_execute(
             self._schema,
             prepared.document,
@@ -111,6 +114,13 @@ class Executor:
         result: ExecutionResult = (
             await outcome if not isinstance(outcome, ExecutionResult) else outcome
         )
+        if budget.exceeded:  # what was built is dropped: no partial answer of that size
+            log.info("request %s: response over %d bytes, refused", request_id, budget.limit)
+            message = (
+                f"the response would be over {budget.limit} bytes: ask for fewer posts, "
+                "fields or aliases"
+            )
+            return {"errors": [request_error(message, "RESPONSE_TOO_LARGE")], "data": None}
         errors = result.errors or []
         if result.data is None and errors and all(e.path is None for e in errors):
             # Failed before execution (variable coercion): a request error, no data.

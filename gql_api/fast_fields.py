@@ -100,16 +100,72 @@ def register(
         PLANS[(object_type.name, field)] = plan
 
 
+# What a leaf adds to the JSON beyond its value: its key, quotes, colon and comma.
+LEAF_OVERHEAD = 16
+
+
+class ResponseBudget:
+    """The bytes a response may hold, spent as its leaves are completed. Once spent, no
+    field resolves any more (the executor answers RESPONSE_TOO_LARGE instead)."""
+
+    __slots__ = ("exceeded", "left", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+        self.exceeded = False
+
+    def spend(self, value: Any) -> None:
+        self.left -= LEAF_OVERHEAD + _json_size(value)
+        if self.left < 0:
+            self.exceeded = True
+
+
+def _json_size(value: Any) -> int:
+    """At least the bytes ``value`` takes in the response's JSON (a leaf, or a list of
+    them); non-ASCII text at 4 bytes a character, which no encoding exceeds."""
+    if type(value) is str:
+        return len(value) + 2 if value.isascii() else 4 * len(value) + 2
+    if isinstance(value, list):
+        return sum(_json_size(item) + 1 for item in value) + 2
+    return 8
+
+
 class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
     def execute_field(  # type: ignore[no-untyped-def]
         self, parent_type, source, field_details_list, path, position_context
     ):
+        budget = self._budget()
+        if budget is not None and budget.exceeded:
+            return None  # the response is dropped whole: resolve nothing more for it
         plan = PLANS.get((parent_type.name, field_details_list[0].node.name.value))
         if plan is not None and self.middleware_manager is None:
             try:
-                return plan.complete(source)
+                value = plan.complete(source)
             except Exception:  # noqa: BLE001, S110 - graphql-core's path reports it
                 pass
+            else:
+                if budget is not None:
+                    budget.left -= LEAF_OVERHEAD + _json_size(value)
+                    budget.exceeded = budget.left < 0
+                return value
         return super().execute_field(
             parent_type, source, field_details_list, path, position_context
         )
+
+    def complete_leaf_value(self, return_type: GraphQLLeafType, result: Any) -> Any:  # type: ignore[override]
+        """graphql-core's own, counted against the response's budget."""
+        value = super().complete_leaf_value(return_type, result)
+        budget = self._budget()
+        if budget is not None:
+            budget.spend(value)
+        return value
+
+    def _budget(self) -> ResponseBudget | None:
+        """The response's budget, looked up once per execution."""
+        try:
+            return self._response_budget
+        except AttributeError:
+            budget = getattr(self.context_value, "response_budget", None)
+            self._response_budget: ResponseBudget | None = budget
+            return budget

@@ -35,6 +35,7 @@ class QueryLimits:
     max_directives: int = 20
     max_cost: int = 20_000
     max_validation_work: int = 10_000
+    max_response_bytes: int = 4 * 1024 * 1024
     introspection: bool = True
 
 

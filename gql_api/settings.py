@@ -123,6 +123,8 @@ class Settings(BaseSettings):
     max_directives: Annotated[int, Field(ge=0, le=10_000)] = 20
     max_cost: Annotated[int, Field(ge=100, le=10_000_000)] = 20_000
     max_validation_work: Annotated[int, Field(ge=100, le=10_000_000)] = 10_000
+    # Under Lambda's 6 MB for a synchronous answer, with room for its encoding.
+    max_response_bytes: Annotated[int, Field(ge=64 * 1024, le=1024**3)] = 4 * 1024 * 1024
     log_level: LogLevel = "INFO"
 
     images_bucket: str | None = Field(

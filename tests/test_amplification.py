@@ -128,3 +128,21 @@ async def test_fragments_each_selecting_the_same_field_still_validate(
         client, "anonymous", f"{{ posts {{ nodes {{ {spreads} }} }} }} {fragments}", {}
     )
     assert body == {"data": {"posts": {"nodes": []}}}
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+async def test_a_response_too_large_is_refused_while_it_is_built(
+    client: httpx.AsyncClient, caller: str
+) -> None:
+    create = "mutation($c: String!) { createPost(input: {content: $c}) { id } }"
+    for n in range(25):
+        await ask(client, "signed in", create, {"c": f"{n:05d}" + "x" * 9_995})
+    one = await ask(client, caller, "{ posts(first: 100) { nodes { content } } }", {})
+    assert len(one["data"]["posts"]["nodes"]) == 25  # 250 kB: within the 4 MiB default
+    fields = " ".join(f"a{n}: posts(first: 100) {{ nodes {{ content }} }}" for n in range(30))
+    response = await client.post(
+        "/graphql", json={"query": f"{{ {fields} }}"}, headers=CALLERS[caller]
+    )
+    body = response.json()
+    assert codes(body) == ["RESPONSE_TOO_LARGE"] and body["data"] is None
+    assert len(response.content) < 1000  # 7.5 MB asked for
