@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers import free_port  # noqa: E402
+from tests.helpers import NO_RATE_LIMITS, free_port  # noqa: E402
 from tests.servers import running  # noqa: E402
 
 QUERY = (
@@ -174,6 +174,7 @@ def server_command(folder: Path, target: str, port: int) -> list[str]:
 def environment(folder: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GQL_API_")}
     env.update(BENCH_BODY=str(folder / "body.json"), BENCH_REQUEST=str(folder / "request.json"))
+    env.update(NO_RATE_LIMITS)  # wrk is one address standing for many clients
     return env
 
 

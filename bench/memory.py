@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from gql_api.auth import mint_dev_token  # noqa: E402
 from gql_api.settings import Settings  # noqa: E402
-from tests.helpers import cli_env  # noqa: E402
+from tests.helpers import NO_RATE_LIMITS, cli_env  # noqa: E402
 from tests.servers import gql_api_server  # noqa: E402
 
 SECRET = "memory-bench-secret-0123456789abcdef"
@@ -109,6 +109,7 @@ def server_env(scratch: str) -> dict[str, str]:
         GQL_API_DEV_SECRET=SECRET,
         GQL_API_SQLITE_PATH=str(Path(scratch) / "gql-api.db"),
         GQL_API_LOG_LEVEL="WARNING",
+        **NO_RATE_LIMITS,  # one address stands for many clients
     )
 
 

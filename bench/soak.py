@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from gql_api.auth import mint_dev_token  # noqa: E402
 from gql_api.settings import Settings  # noqa: E402
-from tests.helpers import cli_env  # noqa: E402
+from tests.helpers import NO_RATE_LIMITS, cli_env  # noqa: E402
 from tests.servers import gql_api_server  # noqa: E402
 
 SECRET = "soak-bench-secret-0123456789abcdef-0123"
@@ -267,6 +267,7 @@ def main() -> None:
             GQL_API_SQLITE_PATH=str(Path(tmp) / "soak.db"),
             GQL_API_DEV_SECRET=SECRET,
             GQL_API_LOG_LEVEL="WARNING",  # one line per request would fill the disk
+            **NO_RATE_LIMITS,  # 32 connections from one address stand for many clients
         )
         with gql_api_server(env) as (url, process):
             status = asyncio.run(soak(url, process.pid, args.seconds, args.connections))

@@ -22,6 +22,7 @@ from gql_api.errors import StoreUnavailableError
 from gql_api.executor import Executor, request_error
 from gql_api.images import ImageStorage, open_image_storage, upload_url_ttl
 from gql_api.query_limits import QueryLimits
+from gql_api.rate_limits import RateLimiter, RateLimits
 from gql_api.schema import schema
 from gql_api.service import PostService
 from gql_api.settings import Settings
@@ -189,6 +190,13 @@ def create_app(
         authenticator=authenticator,
         max_body_bytes=settings.max_body_bytes,
         graphiql=settings.graphiql,
+        rate_limiter=RateLimiter(
+            RateLimits(
+                writes_per_minute=settings.writes_per_minute,
+                cost_per_minute=settings.cost_per_minute,
+            )
+        ),
+        trusted_proxies=settings.trusted_proxies,
     )
     runtime = Runtime(settings, store, endpoint, images)
 

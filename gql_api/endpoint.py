@@ -25,10 +25,11 @@ from starlette.types import Receive, Scope, Send
 
 from gql_api.auth import Authenticator, Identity, InvalidToken
 from gql_api.context import RequestContext
-from gql_api.cost import estimate_cost
+from gql_api.cost import estimate_cost, root_field_count
 from gql_api.executor import Executor, RequestError, internal_error, request_error
 from gql_api.logs import STORE_CALLS
 from gql_api.persisted import PersistedQueries
+from gql_api.rate_limits import RateLimited, RateLimiter
 from gql_api.service import PostService
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,11 @@ class GraphQLEndpoint:
         authenticator: Authenticator | None,
         max_body_bytes: int,
         graphiql: bool,
+        rate_limiter: RateLimiter | None = None,
+        trusted_proxies: int = 0,
     ) -> None:
+        self.rate_limiter = rate_limiter
+        self.trusted_proxies = trusted_proxies
         self.executor = executor
         self.service = service
         self.authenticator = authenticator
@@ -157,6 +162,16 @@ class GraphQLEndpoint:
             return _json({"errors": [internal_error(request_id)]}, 500, media_type, request_id)
         request.state.outcome = _first_code(body.get("errors", [])) or "OK"
         return _json(body, status, media_type, request_id)
+
+    def _client_address(self, request: Request) -> str | None:
+        """The client's address: the connection's peer (API Gateway's source address on
+        Lambda), or the entry ``trusted_proxies`` from the right of X-Forwarded-For, as
+        the proxies in front of this server append it (never what a client wrote)."""
+        if self.trusted_proxies:
+            hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",")]
+            if len(hops) >= self.trusted_proxies and hops[-self.trusted_proxies]:
+                return hops[-self.trusted_proxies][:64]
+        return request.client.host if request.client is not None else None
 
     def _wants_graphiql(self, request: Request) -> bool:
         accept = request.headers.get("accept", "")
@@ -267,6 +282,19 @@ class GraphQLEndpoint:
                     )
                 ]
             )
+        if self.rate_limiter is not None:
+            writes = root_field_count(prepared.document, operation_name)
+            try:
+                self.rate_limiter.check(
+                    user=None if viewer is None else viewer.user_id,
+                    address=self._client_address(request),
+                    writes=writes if prepared.operation is OperationType.MUTATION else 0,
+                    cost=cost,
+                )
+            except RateLimited as limited:
+                raise HttpError(
+                    429, "RATE_LIMITED", limited.message, {"Retry-After": str(limited.retry_after)}
+                ) from None
         context = RequestContext(service=self.service, viewer=viewer, request_id=request_id)
         return await self.executor.execute(
             prepared,

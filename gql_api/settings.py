@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     max_validation_work: Annotated[int, Field(ge=100, le=10_000_000)] = 10_000
     # Under Lambda's 6 MB for a synchronous answer, with room for its encoding.
     max_response_bytes: Annotated[int, Field(ge=64 * 1024, le=1024**3)] = 4 * 1024 * 1024
+    writes_per_minute: Annotated[int, Field(ge=0, le=1_000_000)] = 60
+    cost_per_minute: Annotated[int, Field(ge=0, le=1_000_000_000)] = 1_000_000
+    trusted_proxies: Annotated[int, Field(ge=0, le=10)] = 0
     log_level: LogLevel = "INFO"
 
     images_bucket: str | None = Field(

@@ -109,3 +109,17 @@ def test_the_functions_logs_expire() -> None:
     assert group["Properties"]["LogGroupName"] == {"Fn::Sub": "/aws/lambda/${ApiFunction}"}
     assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
     assert template()["Parameters"]["LogRetentionDays"]["Default"] == 30
+
+
+def test_the_fleet_is_bounded_per_route_and_in_concurrency() -> None:
+    resources = template()["Resources"]
+    function = resources["ApiFunction"]["Properties"]
+    assert function["ReservedConcurrentExecutions"] == {"Ref": "ReservedConcurrency"}
+    assert function["Environment"]["Variables"]["GQL_API_WRITES_PER_MINUTE"] == {
+        "Ref": "WritesPerMinute"
+    }
+    api = resources["Api"]["Properties"]
+    assert api["DefaultRouteSettings"]["ThrottlingRateLimit"] == {"Ref": "ThrottlingRateLimit"}
+    assert api["RouteSettings"]["GET /healthz"]["ThrottlingRateLimit"] == {
+        "Ref": "HealthRateLimit"
+    }

@@ -20,7 +20,7 @@ from gql_api.images import is_valid_image_key
 from gql_api.schema import sdl
 from gql_api.settings import Settings
 from gql_api.validation import LIMITS
-from tests.helpers import DEV_SECRET, cli_env
+from tests.helpers import DEV_SECRET, NO_RATE_LIMITS, cli_env
 from tests.servers import gql_api_server
 
 EXAMPLES = 300  # of each kind: 600 requests in all
@@ -59,6 +59,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
         GQL_API_DEV_SECRET=DEV_SECRET,
         GQL_API_SQLITE_PATH=str(folder / "gql-api.db"),
         GQL_API_LOG_LEVEL="ERROR",
+        **NO_RATE_LIMITS,  # hundreds of writes by one user, on purpose
     )
     token = mint_dev_token(Settings(dev_secret=DEV_SECRET), DEV_SECRET, user_id="fuzzer")
     with gql_api_server(env) as (url, _):

@@ -16,7 +16,7 @@ import pytest
 from gql_api.app import create_app
 from gql_api.settings import Settings
 from gql_api.stores.memory import MemoryStore
-from tests.helpers import DEV_SECRET, cli_env
+from tests.helpers import DEV_SECRET, NO_RATE_LIMITS, cli_env
 from tests.servers import gql_api_server
 
 GRAPHQL_JSON = "application/graphql-response+json"
@@ -134,6 +134,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         GQL_API_DEV_SECRET=DEV_SECRET,
         GQL_API_SQLITE_PATH=str(tmp_path_factory.mktemp("live") / "db.sqlite"),
         GQL_API_LOG_LEVEL="WARNING",
+        **NO_RATE_LIMITS,  # hostile requests and the ordinary ones all from one address
     )
     with gql_api_server(env) as (url, _):
         yield url

@@ -27,7 +27,7 @@ from schemathesis.core.failures import Failure
 from gql_api.auth import mint_dev_token
 from gql_api.settings import Settings
 from tests.conftest import COSMOS_KEY, FIRESTORE_PROJECT
-from tests.helpers import DEV_SECRET, cli_env, run_cli
+from tests.helpers import DEV_SECRET, NO_RATE_LIMITS, cli_env, run_cli
 from tests.servers import gql_api_server
 
 STORES = ["sqlite", "dynamodb", "firestore", "cosmos"]
@@ -197,7 +197,8 @@ def server_env(store: str, folder: Path, request: pytest.FixtureRequest) -> dict
         values["GQL_API_COSMOS_KEY"] = COSMOS_KEY
         values["GQL_API_COSMOS_VERIFY_TLS"] = "false"
         values["GQL_API_COSMOS_DATABASE"] = name
-    return cli_env(**values)  # after the fixtures: moto's credentials are in os.environ then
+    # The fuzzer is one client sending thousands of requests: no rate limits.
+    return cli_env(**values, **NO_RATE_LIMITS)  # after the fixtures: moto's credentials
 
 
 def accepted_mutations(log: str) -> int:

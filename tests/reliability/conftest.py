@@ -47,6 +47,8 @@ def hard_time_limit() -> Iterator[None]:
 
 
 def settings_for(tmp_path: Path, **values: Any) -> Settings:
+    """The scenarios' clients all come from one address: no rate limits."""
+    values = {"writes_per_minute": 0, "cost_per_minute": 0, **values}
     return Settings(sqlite_path=tmp_path / "data" / "gql-api.db", dev_secret=DEV_SECRET, **values)
 
 

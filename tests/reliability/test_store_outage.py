@@ -47,7 +47,7 @@ import pytest
 from gql_api.app import create_app
 from gql_api.stores.base import PostStore
 from tests.conftest import COSMOS_KEY, FIRESTORE_PROJECT
-from tests.helpers import DEV_SECRET, cli_env, run_cli
+from tests.helpers import DEV_SECRET, NO_RATE_LIMITS, cli_env, run_cli
 from tests.reliability.conftest import error_codes, gql, settings_for, token_for
 from tests.servers import COSMOS_SERVER, FIRESTORE_JAR, gql_api_server, restartable_server
 
@@ -118,6 +118,7 @@ def base_env(tmp_path: Path, **values: str) -> dict[str, str]:
         GQL_API_SQLITE_PATH=str(tmp_path / "data" / "gql-api.db"),
         GQL_API_STORE_TIMEOUT=str(STORE_TIMEOUT_SECONDS),
         GQL_API_LOG_LEVEL="WARNING",
+        **NO_RATE_LIMITS,
         **values,
     )
 
