@@ -197,6 +197,7 @@ def create_app(
             )
         ),
         trusted_proxies=settings.trusted_proxies,
+        body_timeout=settings.body_timeout,
     )
     runtime = Runtime(settings, store, endpoint, images)
 

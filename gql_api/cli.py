@@ -40,6 +40,7 @@ def serve(host: str, port: int) -> None:
 
     from gql_api.app import create_app
     from gql_api.logs import configure_logging
+    from gql_api.server import uvicorn_options
 
     try:
         settings = _settings().served_on(host)
@@ -56,6 +57,7 @@ def serve(host: str, port: int) -> None:
         log_config=None,  # keep the JSON logging set up above
         server_header=False,
         timeout_graceful_shutdown=10,
+        **uvicorn_options(settings),
     )
 
 

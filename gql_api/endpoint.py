@@ -8,6 +8,7 @@ well-formed request). A browser's GET without a query gets GraphiQL.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -78,7 +79,9 @@ class GraphQLEndpoint:
         graphiql: bool,
         rate_limiter: RateLimiter | None = None,
         trusted_proxies: int = 0,
+        body_timeout: float = 30.0,
     ) -> None:
+        self.body_timeout = body_timeout
         self.rate_limiter = rate_limiter
         self.trusted_proxies = trusted_proxies
         self.executor = executor
@@ -216,11 +219,20 @@ class GraphQLEndpoint:
             raise too_large
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise too_large
-            chunks.append(chunk)
+        try:
+            async with asyncio.timeout(self.body_timeout):  # a client trickling its body
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > self.max_body_bytes:
+                        raise too_large
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise HttpError(
+                408,
+                "REQUEST_TIMEOUT",
+                f"the request body did not arrive within {self.body_timeout:g} seconds",
+                {"Connection": "close"},
+            ) from None
         return b"".join(chunks)
 
     async def _authenticate(self, request: Request, request_id: str) -> Identity | None:

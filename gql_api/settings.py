@@ -128,6 +128,11 @@ class Settings(BaseSettings):
     writes_per_minute: Annotated[int, Field(ge=0, le=1_000_000)] = 60
     cost_per_minute: Annotated[int, Field(ge=0, le=1_000_000_000)] = 1_000_000
     trusted_proxies: Annotated[int, Field(ge=0, le=10)] = 0
+    head_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    body_timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
+    keepalive_timeout: Annotated[int, Field(ge=1, le=300)] = 5
+    keepalive_max_requests: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
     log_level: LogLevel = "INFO"
 
     images_bucket: str | None = Field(

@@ -1,0 +1,96 @@
+"""`gql-api serve`: uvicorn, bounded against slow and greedy clients.
+
+uvicorn bounds idle keep-alive connections (``timeout_keep_alive``) and, with
+``limit_concurrency``, how many connections it serves; nothing bounds a client that
+sends its request head a byte at a time, which holds a connection as long as it likes.
+``BoundedH11Protocol`` closes a connection whose request head is not complete within
+``head_timeout`` seconds (from the connection's start, or from the previous answer), and
+ends a connection after ``max_requests`` answers. The body has its own timeout in the
+endpoint (``GQL_API_BODY_TIMEOUT``), which also holds on Lambda and elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from gql_api.settings import Settings
+
+
+class BoundedH11Protocol(H11Protocol):
+    head_timeout = 10.0  # set by protocol_for
+    max_requests = 1000
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._requests = 0
+        self._last_cycle: object = None
+        super().connection_made(transport)
+        self._await_head()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._note_cycle()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._note_cycle()  # a pipelined request may have started
+        if not self._in_flight():
+            self._await_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def _note_cycle(self) -> None:
+        """A request whose head is complete has started: count it, stop its head timer."""
+        if self.cycle is not None and self.cycle is not self._last_cycle:
+            self._last_cycle = self.cycle
+            self._requests += 1
+            if self._requests >= self.max_requests:
+                # Its answer closes the connection, and says so (uvicorn adds the header
+                # to the answer of a request that carries it).
+                self.cycle.keep_alive = False
+                self.cycle.scope["headers"].append((b"connection", b"close"))
+        if self._in_flight():
+            self._cancel_head_timer()
+
+    def _in_flight(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _await_head(self) -> None:
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self._in_flight() and not self.transport.is_closing():
+            if self.conn.our_state in (h11.IDLE, h11.DONE):
+                self.conn.send(h11.ConnectionClosed())
+            self.transport.close()
+
+
+def protocol_for(settings: Settings) -> type[BoundedH11Protocol]:
+    """The protocol class with this server's bounds."""
+    return type(
+        "ServedH11Protocol",
+        (BoundedH11Protocol,),
+        {"head_timeout": settings.head_timeout, "max_requests": settings.keepalive_max_requests},
+    )
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """The bounds `gql-api serve` gives uvicorn itself."""
+    return {
+        "http": protocol_for(settings),
+        "timeout_keep_alive": settings.keepalive_timeout,
+        "limit_concurrency": settings.max_connections,
+    }
