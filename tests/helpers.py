@@ -54,6 +54,16 @@ def record(
     )
 
 
+class Clock:
+    """A monotonic clock that moves only when a test moves it (``now += seconds``)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -22,18 +22,10 @@ from gql_api.auth import InvalidToken
 from gql_api.jwks import MAX_JWKS_BYTES, MAX_KEYS, JwksAuthenticator, build_jwks_authenticator
 from gql_api.settings import Settings
 from gql_api.stores.memory import MemoryStore
-from tests.helpers import cli_env, run_cli
+from tests.helpers import Clock, cli_env, run_cli
 
 ISSUER = "https://issuer.example/"
 AUDIENCE = "gql-api-client"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class JwksServer:

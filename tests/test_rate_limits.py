@@ -18,18 +18,10 @@ from gql_api.cost import estimate_cost
 from gql_api.rate_limits import RateLimiter, RateLimits
 from gql_api.settings import Settings
 from gql_api.stores.memory import MemoryStore
-from tests.helpers import DEV_SECRET
+from tests.helpers import DEV_SECRET, Clock
 
 CREATE = 'mutation { createPost(input: {content: "hi"}) { id } }'
 FEED = "{ posts(first: 100) { nodes { id content tags author { userId nickname } } } }"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
