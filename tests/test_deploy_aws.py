@@ -120,6 +120,4 @@ def test_the_fleet_is_bounded_per_route_and_in_concurrency() -> None:
     }
     api = resources["Api"]["Properties"]
     assert api["DefaultRouteSettings"]["ThrottlingRateLimit"] == {"Ref": "ThrottlingRateLimit"}
-    assert api["RouteSettings"]["GET /healthz"]["ThrottlingRateLimit"] == {
-        "Ref": "HealthRateLimit"
-    }
+    assert api["RouteSettings"]["GET /healthz"]["ThrottlingRateLimit"] == {"Ref": "HealthRateLimit"}
