@@ -54,7 +54,7 @@ class BoundedH11Protocol(H11Protocol):
                 # Its answer closes the connection, and says so (uvicorn adds the header
                 # to the answer of a request that carries it).
                 self.cycle.keep_alive = False
-                self.cycle.scope["headers"].append((b"connection", b"close"))
+                self.headers.append((b"connection", b"close"))  # the scope's own list
         if self._in_flight():
             self._cancel_head_timer()
 

@@ -26,7 +26,7 @@ from gql_api.errors import (
 )
 from gql_api.idempotency import check_idempotency_key, replayed, with_idempotency_key
 from gql_api.image_attachments import ImageAttachments
-from gql_api.images import CONTENT_TYPES, ImageInputError, ImageStorage, UploadUrl
+from gql_api.images import ImageInputError, ImageStorage, UploadUrl
 from gql_api.logs import count_store_call
 from gql_api.stores.base import (
     AlreadyExists,
@@ -41,12 +41,12 @@ from gql_api.stores.base import (
     VersionConflict,
 )
 from gql_api.validation import (
-    LIMITS,
     check_content,
     check_image_key_count,
     check_image_keys,
     check_nickname,
     check_page_size,
+    check_upload_arguments,
     check_user_id,
     is_issued_post_id,
     new_post_id,
@@ -266,37 +266,27 @@ class PostService:
         return await self._call(self.store.put_profile(profile))
 
     async def create_upload_urls(
-        self, viewer: Identity | None, count: int, content_types: Sequence[str] | None
+        self,
+        viewer: Identity | None,
+        count: int,
+        content_types: Sequence[str] | None,
+        sizes: Sequence[int] | None = None,
     ) -> list[UploadUrl]:
         """``count`` signed uploads for fresh keys under the caller's prefix; without
-        ``content_types`` every one is ``image/jpeg``."""
+        ``content_types`` every one is ``image/jpeg``; ``sizes``: each file's exact size."""
         user = _signed_in(viewer)
         if self.images is None:
             raise BadUserInput(
                 "image uploads are off on this server: no images bucket is set "
                 "(GQL_API_IMAGES_BUCKET)"
             )
-        most = LIMITS.max_images_per_post
-        if not 1 <= count <= most:
-            raise BadUserInput(f"count must be from 1 to {most}, got {count}", field="count")
+        images = self.images
+        check_upload_arguments(count, content_types, sizes, images.max_bytes)
         if content_types is None:
             content_types = [DEFAULT_UPLOAD_CONTENT_TYPE] * count
-        if len(content_types) != count:
-            raise BadUserInput(
-                f"contentTypes has {len(content_types)} entries; give one per upload ({count}) "
-                "or leave it out for image/jpeg",
-                field="contentTypes",
-            )
-        for index, content_type in enumerate(content_types):
-            if content_type.strip().lower() not in CONTENT_TYPES:
-                allowed = ", ".join(CONTENT_TYPES)
-                raise BadUserInput(
-                    f"contentTypes[{index}] {content_type!r} is not allowed; allowed: {allowed}",
-                    field=f"contentTypes[{index}]",
-                )
-        images = self.images
+        exact = None if sizes is None else list(sizes)
         return await self._images_call(
-            images.upload_urls(user.user_id, list(content_types), self._upload_url_ttl)
+            images.upload_urls(user.user_id, list(content_types), self._upload_url_ttl, exact)
         )
 
     async def read_image_urls(self, keys: Sequence[str]) -> list[str]:

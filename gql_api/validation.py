@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gql_api.errors import BadUserInput
-from gql_api.images.keys import is_valid_image_key
+from gql_api.images.keys import CONTENT_TYPES, is_valid_image_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +135,40 @@ def check_image_keys(keys: Sequence[str], author_id: str, field: str) -> tuple[s
     if len(set(keys)) != len(keys):
         raise BadUserInput(f"{field} lists the same key twice", field=field)
     return tuple(keys)
+
+
+def check_upload_arguments(
+    count: int, content_types: Sequence[str] | None, sizes: Sequence[int] | None, max_bytes: int
+) -> None:
+    """createUploadUrls' arguments: 1 to maxImagesPerPost uploads; when given, one allowed
+    content type and one size (1 to ``max_bytes``) per upload."""
+    most = LIMITS.max_images_per_post
+    if not 1 <= count <= most:
+        raise BadUserInput(f"count must be from 1 to {most}, got {count}", field="count")
+    if content_types is not None and len(content_types) != count:
+        raise BadUserInput(
+            f"contentTypes has {len(content_types)} entries; give one per upload ({count}) "
+            "or leave it out for image/jpeg",
+            field="contentTypes",
+        )
+    for index, content_type in enumerate(content_types or ()):
+        if content_type.strip().lower() not in CONTENT_TYPES:
+            allowed = ", ".join(CONTENT_TYPES)
+            raise BadUserInput(
+                f"contentTypes[{index}] {content_type!r} is not allowed; allowed: {allowed}",
+                field=f"contentTypes[{index}]",
+            )
+    if sizes is not None and len(sizes) != count:
+        raise BadUserInput(
+            f"sizes has {len(sizes)} entries; give one per upload ({count}) or leave it out",
+            field="sizes",
+        )
+    for index, size in enumerate(sizes or ()):
+        if not 1 <= size <= max_bytes:
+            raise BadUserInput(
+                f"sizes[{index}] is {size} bytes; an image holds 1 to {max_bytes} bytes",
+                field=f"sizes[{index}]",
+            )
 
 
 def check_page_size(first: int | None) -> int:

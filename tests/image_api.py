@@ -28,8 +28,8 @@ from tests.image_storages import JPEG, PROVIDERS, make_bucket, provider_settings
 REQUEST_TIMEOUT = 30.0  # seconds any one request may take, servers already started
 
 UPLOAD = """
-mutation Upload($count: Int!, $types: [String!]) {
-  createUploadUrls(count: $count, contentTypes: $types) {
+mutation Upload($count: Int!, $types: [String!], $sizes: [Int!]) {
+  createUploadUrls(count: $count, contentTypes: $types, sizes: $sizes) {
     key url method headers { name value } fields { name value } expiresAt
   }
 }"""
@@ -63,10 +63,14 @@ class CountingStorage:
         await self.inner.open()
 
     async def upload_urls(
-        self, user_id: str, content_types: Sequence[str], ttl: timedelta
+        self,
+        user_id: str,
+        content_types: Sequence[str],
+        ttl: timedelta,
+        sizes: Sequence[int] | None = None,
     ) -> list[UploadUrl]:
         self.upload_calls += 1
-        return await self.inner.upload_urls(user_id, content_types, ttl)
+        return await self.inner.upload_urls(user_id, content_types, ttl, sizes)
 
     async def read_urls(self, keys: Sequence[str]) -> list[str]:
         self.read_calls.append(list(keys))

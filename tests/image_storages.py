@@ -163,8 +163,9 @@ async def storage(
 
 
 async def send(http: httpx.AsyncClient, upload: UploadUrl, body: bytes) -> httpx.Response:
-    """Upload as a browser would: exactly the method and headers handed out, and for a
-    POST the form fields in order with the file last."""
+    """Upload as a browser would: exactly the method and headers handed out (but
+    Content-Length, which the client sets from the body), and for a POST the form fields
+    in order with the file last."""
     return await send_upload(
         http, upload.method, upload.url, list(upload.headers), list(upload.fields), body
     )
@@ -181,6 +182,8 @@ async def send_upload(
     if method == "POST":  # multipart/form-data: the fields, then the file as the last part
         form = dict(fields)
         return await http.post(url, headers=headers, data=form, files={"file": ("image", body)})
+    # A browser may not set Content-Length (a forbidden header): it sends the body's own.
+    headers = [(name, value) for name, value in headers if name.lower() != "content-length"]
     return await http.request(method, url, headers=headers, content=body)
 
 

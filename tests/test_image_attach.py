@@ -7,26 +7,29 @@ Azurite enforces the copy's conditions itself; moto and the Cloud Storage emulat
 ignore them, so here they are made to refuse a copy onto a taken key as S3 and Cloud
 Storage do (``refusing_taken_keys``). Every request the storage sends is recorded, to
 show the normal path costs one copy and a refused one a single read more. Likewise
-Azurite refuses a second upload through a create-only SAS; the emulator ignores the
-signed precondition and moto the POST policy, so the tests check those themselves.
+Azurite refuses a second upload through a create-only SAS, and moto a second PUT with
+``If-None-Match: *`` (412); the emulator ignores the signed precondition and size range,
+and moto the POST policy and every signature (so a PUT's exact Content-Length), so the
+tests check those themselves (tests/signatures.py).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 from datetime import UTC, datetime
 from typing import Any, cast
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gql_api.images import ImageStorage, NotAttachable
+from gql_api.images import ImageInputError, ImageStorage, ImageStorageError, NotAttachable
 from gql_api.images.base import pending_name
-from gql_api.images.gcs import PRECONDITION_HEADER
-from gql_api.images.s3 import _md5_etag
+from gql_api.images.gcs import PRECONDITION_HEADER, SIZE_HEADER
+from gql_api.images.s3 import S3ImageStorage, _md5_etag
 from tests import image_storages
 from tests.image_storages import (
     OTHER,
@@ -39,7 +42,11 @@ from tests.image_storages import (
     send_upload,
     write_directly,
 )
-from tests.signatures import gcs_v4_signature_valid, s3_post_policy_refusal
+from tests.signatures import (
+    gcs_v4_signature_valid,
+    s3_post_policy_refusal,
+    s3_sigv4_signature_valid,
+)
 
 # The shared fixtures, as this module's (the servers start once per module).
 azurite_url = image_storages.azurite_url
@@ -226,3 +233,123 @@ async def test_the_s3_policy_lets_no_field_ride_along_beyond_those_handed_out(
     async with httpx.AsyncClient(timeout=10) as http:
         sent = await send_upload(http, "POST", upload.url, [], extra, PNG)
     assert sent.status_code < 300  # moto: S3 would answer 403 (a field not in the policy)
+
+
+# --- with sizes stated: a PUT of exactly that size, single-use on every cloud ---------------
+
+
+async def test_sizes_must_be_one_per_upload_within_the_limit(storage: ImageStorage) -> None:
+    types, most = ["image/png", "image/gif"], storage.max_bytes
+    for sizes in ([1], [1, 1, 1], [], [1, 0], [-1, 1], [1, most + 1]):
+        with pytest.raises(ImageInputError):
+            await storage.upload_urls("alice", types, TTL, sizes)
+    uploads = await storage.upload_urls("alice", types, TTL, [1, most])
+    assert [(u.method, u.fields) for u in uploads] == [("PUT", ()), ("PUT", ())]
+
+
+async def test_with_sizes_a_second_upload_through_the_same_url_is_refused(
+    storage: ImageStorage, gcs_key: rsa.RSAPrivateKey
+) -> None:
+    """moto answers 412 to a PUT whose signed ``If-None-Match: *`` does not hold, as S3
+    does; Azurite 403 through the create-only SAS (unchanged by a size). The emulator
+    ignores the signed precondition, so the test checks the signature binds it."""
+    (upload,) = await storage.upload_urls("alice", ["image/jpeg"], TTL, [len(SMALL)])
+    async with httpx.AsyncClient(timeout=10) as http:
+        assert (await send(http, upload, SMALL)).status_code < 300
+        first = await storage.inspect(upload.key)
+        again = await send(http, upload, SMALL)
+    now = await storage.inspect(upload.key)
+    assert first is not None and now is not None and first.size == len(SMALL)
+    headers = dict(upload.headers)
+    if storage.name == "s3":
+        assert again.status_code == 412 and "PreconditionFailed" in again.text
+    if storage.name == "azure":
+        assert headers == {"x-ms-blob-type": "BlockBlob", "Content-Type": "image/jpeg"}
+        assert again.status_code == 403 and "AuthorizationPermissionMismatch" in again.text
+    if storage.name == "gcs":
+        assert headers[PRECONDITION_HEADER] == "0"
+        assert gcs_v4_signature_valid("PUT", upload.url, headers, gcs_key.public_key())
+        dropped = {n: v for n, v in headers.items() if n != PRECONDITION_HEADER}
+        assert not gcs_v4_signature_valid("PUT", upload.url, dropped, gcs_key.public_key())
+        assert again.status_code < 300  # the emulator ignores it; Cloud Storage answers 412
+    else:
+        assert now.token == first.token  # the first upload, untouched
+
+
+@pytest.mark.parametrize("storage", ["s3"], indirect=True)
+@pytest.mark.parametrize("user", ["alice", "ünï cödé+1|x@y%z"])
+async def test_an_s3_put_binds_the_pending_name_the_type_the_exact_size_and_create_only(
+    storage: ImageStorage, user: str
+) -> None:
+    """moto checks no signature: the test checks it as S3 would, on what a client sends."""
+    size, secret = len(PNG), os.environ["AWS_SECRET_ACCESS_KEY"]
+    exact, longer = await storage.upload_urls(user, ["image/png"] * 2, TTL, [size, size])
+    assert exact.method == "PUT" and exact.fields == ()
+    assert exact.headers == (
+        ("Content-Type", "image/png"),
+        ("Content-Length", str(size)),
+        ("If-None-Match", "*"),
+    )
+    query = dict(parse_qsl(urlsplit(exact.url).query))
+    assert query["X-Amz-SignedHeaders"] == "content-length;content-type;host;if-none-match"
+    assert int(query["X-Amz-Expires"]) == TTL.total_seconds()
+    assert unquote(urlsplit(exact.url).path) == f"/{storage.bucket}/uploads/{exact.key}"
+    headers = dict(exact.headers)
+    assert s3_sigv4_signature_valid("PUT", exact.url, headers, secret)
+    for changed in (
+        {"Content-Length": str(size + 1)},
+        {"Content-Length": "1"},
+        {"Content-Type": "text/html"},
+        {"If-None-Match": '"36c912ea353d27dd2c161ac673e75a5f"'},  # an ETag: overwrite others
+    ):
+        assert not s3_sigv4_signature_valid("PUT", exact.url, {**headers, **changed}, secret)
+    for dropped in ("Content-Length", "If-None-Match", "Content-Type"):
+        kept = {n: v for n, v in headers.items() if n != dropped}
+        assert not s3_sigv4_signature_valid("PUT", exact.url, kept, secret), dropped
+    served = exact.url.replace("/uploads/", "/", 1)  # only the server writes the key itself
+    for url in (served, longer.url.replace(longer.key.rsplit("/")[-1], "A" * 22 + ".png")):
+        assert not s3_sigv4_signature_valid("PUT", url, headers, secret)
+    assert not s3_sigv4_signature_valid("GET", exact.url, headers, secret)
+    async with httpx.AsyncClient(timeout=10) as http:  # Content-Length from the body
+        right = await send(http, exact, PNG)
+        wrong = await send(http, longer, PNG + b"x")
+    assert right.status_code == 200 and wrong.status_code == 200  # moto: S3 answers 403
+    assert s3_sigv4_signature_valid("PUT", exact.url, right.request.headers, secret)
+    assert wrong.request.headers["content-length"] == str(size + 1)
+    assert not s3_sigv4_signature_valid("PUT", longer.url, wrong.request.headers, secret)
+
+
+@pytest.mark.parametrize("storage", ["gcs"], indirect=True)
+async def test_a_cloud_storage_put_with_a_size_binds_exactly_that_size(
+    storage: ImageStorage, gcs_key: rsa.RSAPrivateKey
+) -> None:
+    size, public_key = len(PNG), gcs_key.public_key()
+    (upload,) = await storage.upload_urls("alice", ["image/png"], TTL, [size])
+    headers = dict(upload.headers)
+    assert headers == {
+        "Content-Type": "image/png",
+        SIZE_HEADER: f"{size},{size}",
+        PRECONDITION_HEADER: "0",
+    }
+    signed = dict(parse_qsl(urlsplit(upload.url).query))["X-Goog-SignedHeaders"].split(";")
+    assert {"content-type", SIZE_HEADER, PRECONDITION_HEADER} <= set(signed)
+    assert gcs_v4_signature_valid("PUT", upload.url, headers, public_key)
+    for wider in (f"1,{storage.max_bytes}", f"{size},{size + 1}", f"{size - 1},{size}"):
+        widened = {**headers, SIZE_HEADER: wider}
+        assert not gcs_v4_signature_valid("PUT", upload.url, widened, public_key)
+
+
+@pytest.mark.parametrize("storage", ["s3"], indirect=True)
+async def test_an_s3_put_that_botocore_would_not_bind_is_not_handed_out(
+    storage: ImageStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert isinstance(storage, S3ImageStorage) and storage._client is not None
+    sign = storage._client.generate_presigned_url
+
+    async def unsized(method: str, Params: dict[str, Any], **options: Any) -> str:
+        unbound = {name: value for name, value in Params.items() if name != "ContentLength"}
+        return await sign(method, Params=unbound, **options)
+
+    monkeypatch.setattr(storage._client, "generate_presigned_url", unsized)
+    with pytest.raises(ImageStorageError, match="botocore signed"):
+        await storage.upload_urls("alice", ["image/png"], TTL, [len(PNG)])

@@ -2,11 +2,11 @@
 real local server (moto, Azurite, gcp-storage-emulator), through /graphql.
 
 What each server enforces itself: Azurite checks SAS and the copy's conditions (the
-source ETag, a destination that must not exist); moto checks no POST policy and no
-copy condition, the Cloud Storage emulator neither the signed size range nor copy
-preconditions. Where a server does not, these tests check the signed policy or header
-(tests/signatures.py) and the conditions each copy request carries, and show that
-createPost refuses what the server let through.
+source ETag, a destination that must not exist); moto checks no POST policy, signature
+(so no PUT's exact size) or copy condition, the Cloud Storage emulator neither the
+signed size range nor copy preconditions. Where a server does not, these tests check
+the signed policy or headers (tests/signatures.py) and the conditions each copy request
+carries, and show that createPost refuses what the server let through.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import pytest
 
 from gql_api.images import ImageStorage, NotAttachable, open_image_storage
 from gql_api.images.base import pending_name
+from gql_api.images.gcs import SIZE_HEADER
 from gql_api.settings import Settings
 from gql_api.stores.base import PageQuery, PostRecord, StoreUnavailable
 from gql_api.stores.memory import MemoryStore
@@ -34,6 +35,7 @@ from tests.image_api import (
     UPLOAD,
     Api,
     CountingStorage,
+    header_list,
     serve,
     upload_to,
     with_dev_auth,
@@ -50,7 +52,11 @@ from tests.image_storages import (
     write_directly,
 )
 from tests.image_storages import send as send_to
-from tests.signatures import s3_post_policy_refusal, s3_post_policy_signature_valid
+from tests.signatures import (
+    s3_post_policy_refusal,
+    s3_post_policy_signature_valid,
+    s3_sigv4_signature_valid,
+)
 
 LIMIT = 2048  # GQL_API_MAX_IMAGE_BYTES for these tests: small, so uploads are quick
 
@@ -151,6 +157,50 @@ async def test_an_upload_over_the_limit_is_refused_at_upload_or_by_create_post(a
     created = (await api.data(CREATE, {"keys": [at["key"]]}))["createPost"]
     assert created["imageKeys"] == [at["key"]]
     assert await api.served(at["key"]) == big[:LIMIT]
+
+
+@pytest.mark.parametrize("api", ["s3"], indirect=True)  # the rules are the service's
+async def test_stated_sizes_are_one_per_upload_within_the_limit(api: Api) -> None:
+    refusals = [([10], "sizes"), ([10] * 3, "sizes"), ([], "sizes"), ([10, 0], "sizes[1]")]
+    refusals += [([-1, 10], "sizes[0]"), ([10, LIMIT + 1], "sizes[1]")]
+    for sizes, where in refusals:
+        error = await api.error(UPLOAD, {"count": 2, "sizes": sizes})
+        assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": where}, sizes
+    assert f"1 to {LIMIT} bytes" in error["message"]
+    mistyped = await api.error(UPLOAD, {"count": 1, "types": ["text/html"], "sizes": [0]})
+    assert mistyped["extensions"]["field"] == "contentTypes[0]"  # in the arguments' order
+    assert api.images.upload_calls == 0  # refused before the storage is asked
+    (at,) = (await api.data(UPLOAD, {"count": 1, "sizes": [LIMIT]}))["createUploadUrls"]
+    assert at["method"] == "PUT"
+
+
+async def test_with_sizes_a_body_of_another_length_is_refused_where_the_cloud_binds_it(
+    api: Api,
+) -> None:
+    """moto and the emulator store it (they check no signature nor range): the test checks
+    what S3 and Cloud Storage would refuse. Azure cannot bind a size: there createPost's
+    check against the limit is the bound, not the size stated."""
+    stated = len(SMALL)
+    uploads = await api.data(UPLOAD, {"count": 2, "sizes": [stated, stated]})
+    shorter, longer = uploads["createUploadUrls"]
+    big = SMALL + bytes(LIMIT)  # over the limit too
+    async with httpx.AsyncClient(timeout=10) as http:  # Content-Length from the body
+        sent = [await upload_to(http, shorter, SMALL[:-1]), await upload_to(http, longer, big)]
+    assert [response.status_code < 300 for response in sent] == [True, True]
+    for upload, response in zip((shorter, longer), sent, strict=True):
+        if api.images.name == "s3":
+            secret, real = os.environ["AWS_SECRET_ACCESS_KEY"], response.request.headers
+            assert not s3_sigv4_signature_valid("PUT", upload["url"], real, secret)
+            as_stated = {**real, "content-length": str(stated)}
+            assert s3_sigv4_signature_valid("PUT", upload["url"], as_stated, secret)
+        if api.images.name == "gcs":  # signed (test_image_attach.py): n,n
+            assert dict(header_list(upload))[SIZE_HEADER] == f"{stated},{stated}"
+    error = await api.error(CREATE, {"keys": [longer["key"]]})
+    message = refused(error, "input.imageKeys[0]", longer["key"])
+    assert f"{len(big)} bytes, over the limit" in message
+    if api.images.name == "azure":  # within the limit: attached, whatever size was stated
+        created = (await api.data(CREATE, {"keys": [shorter["key"]]}))["createPost"]
+        assert await api.served(created["imageKeys"][0]) == SMALL[:-1]
 
 
 async def test_missing_uploads_and_wrong_types_are_refused_naming_the_key(api: Api) -> None:

@@ -69,23 +69,26 @@ api = image_api.api
 # --- the whole flow, on every provider -----------------------------------------------------
 
 
-async def test_bytes_uploaded_through_the_api_urls_read_back_through_image_urls(api: Api) -> None:
+@pytest.mark.parametrize("sized", [False, True])
+async def test_bytes_uploaded_through_the_api_urls_read_back_through_image_urls(
+    api: Api, sized: bool
+) -> None:
     before = datetime.now(UTC)
-    types = ["image/png", "image/jpeg", "image/gif"]
-    data = await api.data(UPLOAD, {"count": 3, "types": types})
+    types, bodies = ["image/png", "image/jpeg", "image/gif"], [PNG, JPEG, GIF]
+    sizes = [len(body) for body in bodies] if sized else None  # then a PUT everywhere
+    data = await api.data(UPLOAD, {"count": 3, "types": types, "sizes": sizes})
     after = datetime.now(UTC)
     uploads = data["createUploadUrls"]
     assert [u["key"].rsplit(".", 1)[1] for u in uploads] == ["png", "jpg", "gif"]
     for upload, content_type in zip(uploads, types, strict=True):
         assert is_valid_image_key(upload["key"], "alice")
-        assert upload["method"] == UPLOAD_METHODS[api.images.name]
+        assert upload["method"] == ("PUT" if sized else UPLOAD_METHODS[api.images.name])
         assert bool(upload["fields"]) == (upload["method"] == "POST")
         assert ("Content-Type", content_type) in signed_values(upload)
         expires_at = datetime.fromisoformat(upload["expiresAt"])
         assert before + UPLOAD_TTL - timedelta(seconds=2) <= expires_at
         assert expires_at <= after + UPLOAD_TTL + timedelta(seconds=2)
     keys = [u["key"] for u in uploads]
-    bodies = [PNG, JPEG, GIF]
     async with httpx.AsyncClient(timeout=10) as http:  # a plain client, as a browser
         for upload, body in zip(uploads, bodies, strict=True):
             sent = await upload_to(http, upload, body)
@@ -320,7 +323,11 @@ class SilentStorage(CountingStorage):
     """A storage whose cloud never answers (signing through a remote service that hangs)."""
 
     async def upload_urls(
-        self, user_id: str, content_types: Sequence[str], ttl: timedelta
+        self,
+        user_id: str,
+        content_types: Sequence[str],
+        ttl: timedelta,
+        sizes: Sequence[int] | None = None,
     ) -> list[UploadUrl]:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")

@@ -15,8 +15,9 @@ setting properties or metadata or taking a lease, so the URL writes the upload o
 while it is there. Create also allows Snapshot Blob, so deletes include snapshots. A
 read SAS allows read on its one blob only. Neither kind of SAS can bind the request's
 Content-Type (a user-delegation SAS could, with a service version Azure
-does not generally offer yet) nor its size: the service checks both on the pending blob
-before attaching it, by a copy inside the account from the ETag it inspected onto a
+does not generally offer yet) nor its size (a size stated with ``sizes`` is checked
+against the limit, not bound): the service checks both on the pending blob before
+attaching it, by a copy inside the account from the ETag it inspected onto a
 name holding nothing; the copy stamps that ETag on the key (its only metadata), so a
 refused copy still succeeds when the key holds the copy of that very version (the
 stamp is the proof: a client sets Content-MD5 with its Put Blob). Each read SAS also
@@ -192,18 +193,23 @@ class AzureBlobImageStorage:
         return f"{public_url(self._container_url, key)}?{sas}"
 
     async def upload_urls(
-        self, user_id: str, content_types: Sequence[str], ttl: timedelta
+        self,
+        user_id: str,
+        content_types: Sequence[str],
+        ttl: timedelta,
+        sizes: Sequence[int] | None = None,
     ) -> list[UploadUrl]:
         from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
         check_ttl(ttl)
-        uploads = plan_uploads(user_id, content_types)
+        # Sizes are checked, not bound: a SAS cannot bind one (attaching checks the size).
+        uploads = plan_uploads(user_id, content_types, sizes, self.max_bytes)
         signing = await self._signing_key(ttl)
         expires_at = self._clock() + ttl
         # Create without write: only a blob that does not exist yet can be written.
         permission = BlobSasPermissions(create=True)
         urls = []
-        for key, content_type in uploads:
+        for key, content_type, _ in uploads:
             name = pending_name(key)
             sas = generate_blob_sas(
                 self._account_name,

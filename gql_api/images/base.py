@@ -21,7 +21,7 @@ from typing import Protocol
 from urllib.parse import quote
 
 from gql_api.caches import ByteBoundedCache
-from gql_api.images.keys import extension_for, new_image_key
+from gql_api.images.keys import ImageInputError, extension_for, new_image_key
 
 Clock = Callable[[], datetime]
 Check = tuple[bool, str]
@@ -87,12 +87,18 @@ class ImageStorage(Protocol):
         """Create the SDK client; the other methods open it on first use too."""
 
     async def upload_urls(
-        self, user_id: str, content_types: Sequence[str], ttl: timedelta
+        self,
+        user_id: str,
+        content_types: Sequence[str],
+        ttl: timedelta,
+        sizes: Sequence[int] | None = None,
     ) -> list[UploadUrl]:
-        """One signed upload per content type, for fresh keys under ``{user_id}/``.
+        """One signed upload per content type, for fresh keys under ``{user_id}/``;
+        ``sizes`` (one per upload, 1 to ``max_bytes``) states each file's exact size,
+        which S3 and Cloud Storage then bind (and S3 makes its upload single-use).
 
-        Raises ``ImageInputError`` for a content type off the allow-list or a user id
-        that cannot own keys.
+        Raises ``ImageInputError`` for a content type off the allow-list, a user id
+        that cannot own keys, or sizes that are not one per upload within the limit.
         """
 
     async def read_urls(self, keys: Sequence[str]) -> list[str]:
@@ -121,12 +127,22 @@ class ImageStorage(Protocol):
         """Release the client; safe to call twice or without ``open``."""
 
 
-def plan_uploads(user_id: str, content_types: Sequence[str]) -> list[tuple[str, str]]:
-    """(key, normalized content type) per requested upload, all validated first."""
+def plan_uploads(
+    user_id: str, content_types: Sequence[str], sizes: Sequence[int] | None, max_bytes: int
+) -> list[tuple[str, str, int | None]]:
+    """(key, normalized content type, stated size or None) per requested upload, all
+    validated first."""
     normalized = [c.strip().lower() for c in content_types]
     for content_type in normalized:
         extension_for(content_type)
-    return [(new_image_key(user_id, c), c) for c in normalized]
+    if sizes is None:
+        return [(new_image_key(user_id, c), c, None) for c in normalized]
+    if len(sizes) != len(normalized):
+        raise ImageInputError(f"{len(sizes)} sizes for {len(normalized)} uploads: give one each")
+    for size in sizes:
+        if not 1 <= size <= max_bytes:
+            raise ImageInputError(f"a size must be from 1 to {max_bytes} bytes, not {size}")
+    return [(new_image_key(user_id, c), c, size) for c, size in zip(normalized, sizes, strict=True)]
 
 
 def pending_name(key: str) -> str:

@@ -2,14 +2,15 @@
 precondition signed; GET).
 
 An upload is a signed PUT to the key's name under ``uploads/``, whose signature binds
-``Content-Type``, ``x-goog-content-length-range: 1,<max_bytes>`` and
-``x-goog-if-generation-match: 0`` (headers the client must send as handed out): Cloud
-Storage refuses a larger body, and refuses (412) a PUT while the object exists, so the
-URL writes the upload once while it is there. Attaching copies the pending object
-inside the bucket, only from the generation inspected and only onto a free name
-(``if_source_generation_match``, ``if_generation_match=0``); a refused copy still
-succeeds when the key holds an object of the MD5 inspected (Cloud Storage computes
-``md5Hash`` itself and checks one a client sends), an earlier attach's copy.
+``Content-Type``, ``x-goog-content-length-range: 1,<max_bytes>`` (``n,n`` when the
+file's size ``n`` is stated) and ``x-goog-if-generation-match: 0`` (headers the client
+must send as handed out): Cloud Storage refuses a body outside the range, and refuses
+(412) a PUT while the object exists, so the URL writes the upload once while it is
+there. Attaching copies the pending object inside the bucket, only from the generation
+inspected and only onto a free name (``if_source_generation_match``,
+``if_generation_match=0``); a refused copy still succeeds when the key holds an object
+of the MD5 inspected (Cloud Storage computes ``md5Hash`` itself and checks one a client
+sends), an earlier attach's copy.
 
 Signing needs a service account's private key, or the IAM Credentials API:
 
@@ -59,7 +60,8 @@ if TYPE_CHECKING:
     from google.cloud.storage import Bucket, Client
 
 SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
-Signed = tuple[str, str, str | None]  # object name, HTTP method, content type bound (or None)
+# Object name, HTTP method, content type bound (or None), other headers bound (or None).
+Signed = tuple[str, str, str | None, dict[str, str] | None]
 SIZE_HEADER = "x-goog-content-length-range"
 # Signed as 0, which only a name holding nothing matches: a second PUT is refused (412).
 PRECONDITION_HEADER = "x-goog-if-generation-match"
@@ -142,8 +144,7 @@ class GcsImageStorage:
         return isinstance(self._credentials, Signing)
 
     def _sign(self, requests: Sequence[Signed], expires_at: datetime) -> list[str]:
-        """A V4 URL per (object name, method, content type or None); a PUT (an upload)
-        also signs the size range and the create-only precondition."""
+        """A V4 URL per (object name, method, content type or None, headers or None)."""
         assert self._bucket is not None
         signer = self._signer()
         return [
@@ -152,15 +153,17 @@ class GcsImageStorage:
                 expiration=expires_at,
                 method=method,
                 content_type=content_type,
-                headers=self._upload_headers() if method == "PUT" else None,
+                headers=None if headers is None else dict(headers),  # the SDK adds Host to it
                 **signer,
             )
-            for name, method, content_type in requests
+            for name, method, content_type, headers in requests
         ]
 
-    def _upload_headers(self) -> dict[str, str]:
-        """The headers an upload's signature binds besides Content-Type."""
-        return {SIZE_HEADER: f"1,{self.max_bytes}", PRECONDITION_HEADER: "0"}
+    def _upload_headers(self, size: int | None) -> dict[str, str]:
+        """The headers an upload's signature binds besides Content-Type: the size range
+        (exactly ``size`` when stated) and the create-only precondition."""
+        low, high = (1, self.max_bytes) if size is None else (size, size)
+        return {SIZE_HEADER: f"{low},{high}", PRECONDITION_HEADER: "0"}
 
     async def _sign_all(self, requests: Sequence[Signed], expires_at: datetime) -> list[str]:
         await self._opened()
@@ -173,17 +176,24 @@ class GcsImageStorage:
         return [urls[0] for urls in signed]
 
     async def upload_urls(
-        self, user_id: str, content_types: Sequence[str], ttl: timedelta
+        self,
+        user_id: str,
+        content_types: Sequence[str],
+        ttl: timedelta,
+        sizes: Sequence[int] | None = None,
     ) -> list[UploadUrl]:
         check_ttl(ttl)
-        uploads = plan_uploads(user_id, content_types)
+        uploads = plan_uploads(user_id, content_types, sizes, self.max_bytes)
         expires_at = self._clock() + ttl
-        requests = [(pending_name(key), "PUT", ctype) for key, ctype in uploads]
+        headers = [self._upload_headers(size) for _, _, size in uploads]
+        requests: list[Signed] = [
+            (pending_name(key), "PUT", ctype, bound)
+            for (key, ctype, _), bound in zip(uploads, headers, strict=True)
+        ]
         urls = await self._sign_all(requests, expires_at)
-        signed = tuple(self._upload_headers().items())
         return [
-            UploadUrl(key, url, "PUT", (("Content-Type", ctype), *signed), expires_at)
-            for (key, ctype), url in zip(uploads, urls, strict=True)
+            UploadUrl(key, url, "PUT", (("Content-Type", ctype), *bound.items()), expires_at)
+            for (key, ctype, _), bound, url in zip(uploads, headers, urls, strict=True)
         ]
 
     async def read_urls(self, keys: Sequence[str]) -> list[str]:
@@ -193,7 +203,7 @@ class GcsImageStorage:
         missing = [key for key, url in known.items() if url is None]
         if missing:
             signed_at = self._clock()
-            requests = [(key, "GET", None) for key in missing]
+            requests: list[Signed] = [(key, "GET", None, None) for key in missing]
             urls = await self._sign_all(requests, signed_at + self.read_ttl)
             for key, url in zip(missing, urls, strict=True):
                 self._cache.put(key, url, signed_at)
@@ -263,7 +273,8 @@ class GcsImageStorage:
         try:
             bucket = await self._opened()
             await asyncio.to_thread(bucket.reload, timeout=self.timeout)
-            await self._sign_all([("doctor/probe.png", "GET", None)], self._clock() + self.read_ttl)
+            probe: Signed = ("doctor/probe.png", "GET", None, None)
+            await self._sign_all([probe], self._clock() + self.read_ttl)
         except Exception as error:  # noqa: BLE001 - reported as a failed check
             return [
                 (

@@ -1,23 +1,32 @@
-"""Amazon S3: presigned POST uploads (policy-bound) and presigned GET, with aioboto3.
+"""Amazon S3: presigned PUT or POST uploads, and presigned GET, with aioboto3.
 
-An upload is a presigned POST whose signed policy binds the object name (under
-``uploads/``), the ``Content-Type`` and a ``content-length-range`` of 1 byte to
-``max_bytes``: S3 itself refuses a larger file. Every condition is an exact match, and
-S3 refuses a form field no condition names (but ``x-ignore-*``, which it ignores), so no
-other field (Content-Disposition, Content-Encoding, metadata, ACL) rides along. POST
-Object takes no write condition (``If-None-Match`` is a header of PutObject,
-CompleteMultipartUpload and CopyObject; a policy binds form fields, not headers), so
-the URL can write the upload again until it expires: what bounds that is the attach,
-which copies only the version it inspected. A presigned PUT could be single-use, but
-only by signing an exact Content-Length the client states in advance (a PUT takes no
-size range). Presigning is SigV4 computed in the process from the credentials the
-client holds: no request per URL. One client per process, opened once. A URL signed
-with temporary credentials (Lambda's role) stops working when they expire, whatever its
-lifetime. Attaching copies the pending object inside S3 (``CopySourceIfMatch`` the
-ETag inspected, ``IfNoneMatch: *`` on the key); a refused copy still succeeds when the
-key's ETag is that same one and an MD5 (then the key holds those bytes, copied by an
-earlier attach). SSE-KMS or SSE-C ETags are no MD5: on such a bucket a refused copy
-stays refused.
+With the files' sizes stated (``sizes``), an upload is a presigned PUT to the object
+name under ``uploads/`` whose SigV4 signature binds ``Content-Type``, the exact
+``Content-Length`` and ``If-None-Match: *`` (headers the client must send): S3 refuses
+(403) a body of another length or type, and (412) a PUT while the object exists, so the
+URL writes the upload once while it is there. Unlike a POST policy, a PUT does not refuse
+unsigned standard headers (Cache-Control, Content-Disposition, Content-Encoding...; S3
+does refuse unsigned ``x-amz-*`` ones), as on Cloud Storage and Azure.
+
+Without sizes, an upload is a presigned POST whose signed policy binds the object name,
+the ``Content-Type`` and a ``content-length-range`` of 1 byte to ``max_bytes``: S3
+itself refuses a larger file. Every condition is an exact match, and S3 refuses a form
+field no condition names (but ``x-ignore-*``, which it ignores), so no other field
+(Content-Disposition, Content-Encoding, metadata, ACL) rides along. It is not
+single-use: POST Object takes no write condition (``If-None-Match`` is a header of
+PutObject, CompleteMultipartUpload and CopyObject; a policy binds form fields, not
+headers), so the URL can write the upload again until it expires; what bounds that is
+the attach, which copies only the version it inspected. (A PUT takes no size range: it
+bounds a size only by the exact one stated in advance.)
+
+Presigning is SigV4 computed in the process from the credentials the client holds: no
+request per URL. One client per process, opened once. A URL signed with temporary
+credentials (Lambda's role) stops working when they expire, whatever its lifetime.
+Attaching copies the pending object inside S3 (``CopySourceIfMatch`` the ETag
+inspected, ``IfNoneMatch: *`` on the key); a refused copy still succeeds when the key's
+ETag is that same one and an MD5 (then the key holds those bytes, copied by an earlier
+attach). SSE-KMS or SSE-C ETags are no MD5: on such a bucket a refused copy stays
+refused.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import re
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
 
 from gql_api.images.base import (
     DEFAULT_MAX_IMAGE_BYTES,
@@ -44,6 +54,7 @@ from gql_api.images.base import (
     public_url,
     utc_now,
 )
+from gql_api.images.keys import content_type_of
 
 if TYPE_CHECKING:
     from botocore.exceptions import ClientError
@@ -52,6 +63,13 @@ if TYPE_CHECKING:
 
 LOCAL_REGION = "us-east-1"  # for local servers when no region is configured
 MD5_ETAG = re.compile(r'"[0-9a-f]{32}"')  # a multipart upload's ETag ends "-<parts>"
+# An upload PUT's signed headers: those handed out (``upload_headers``), and the host.
+PUT_SIGNED_HEADERS = {"content-type", "content-length", "if-none-match", "host"}
+
+
+def upload_headers(content_type: str, size: int) -> tuple[tuple[str, str], ...]:
+    """The headers an upload PUT is signed with, as the client sends them."""
+    return (("Content-Type", content_type), ("Content-Length", str(size)), ("If-None-Match", "*"))
 
 
 class S3ImageStorage:
@@ -118,15 +136,24 @@ class S3ImageStorage:
         return client
 
     async def upload_urls(
-        self, user_id: str, content_types: Sequence[str], ttl: timedelta
+        self,
+        user_id: str,
+        content_types: Sequence[str],
+        ttl: timedelta,
+        sizes: Sequence[int] | None = None,
     ) -> list[UploadUrl]:
         check_ttl(ttl)
-        uploads = plan_uploads(user_id, content_types)
+        uploads = plan_uploads(user_id, content_types, sizes, self.max_bytes)
         client = await self._opened()
         expires_at = self._clock() + ttl
         seconds = int(ttl.total_seconds())
         urls = []
-        for key, content_type in uploads:
+        for key, content_type, size in uploads:
+            if size is not None:  # single-use and exact: a PUT
+                url = await self._put_url(client, key, content_type, size, seconds)
+                headers = upload_headers(content_type, size)
+                urls.append(UploadUrl(key, url, "PUT", headers, expires_at))
+                continue
             post = await client.generate_presigned_post(
                 self.bucket,
                 pending_name(key),
@@ -141,6 +168,27 @@ class S3ImageStorage:
             fields = tuple((str(name), str(value)) for name, value in post["fields"].items())
             urls.append(UploadUrl(key, post["url"], "POST", (), expires_at, fields))
         return urls
+
+    async def _put_url(
+        self, client: S3Client, key: str, content_type: str, size: int, seconds: int
+    ) -> str:
+        """A presigned PUT of exactly ``size`` bytes of ``content_type``, create-only."""
+        url = await client.generate_presigned_url(
+            "put_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": pending_name(key),
+                "ContentType": content_type,
+                "ContentLength": size,
+                "IfNoneMatch": "*",
+            },
+            ExpiresIn=seconds,
+        )
+        signed = parse_qs(urlsplit(url).query).get("X-Amz-SignedHeaders", [""])[0].split(";")
+        # botocore picks what it signs; S3 enforces only those, and clients send only ours.
+        if set(signed) != PUT_SIGNED_HEADERS:
+            raise ImageStorageError(f"botocore signed {signed} for an upload PUT, not ours")
+        return url
 
     async def read_urls(self, keys: Sequence[str]) -> list[str]:
         if self.public_base_url is not None:
@@ -179,7 +227,10 @@ class S3ImageStorage:
                 CopySource={"Bucket": self.bucket, "Key": pending_name(key)},
                 CopySourceIfMatch=token,
                 IfNoneMatch="*",
-                MetadataDirective="COPY",
+                # The served image carries only its key's type: no header or metadata the
+                # upload may have added (Content-Disposition, Content-Encoding...).
+                MetadataDirective="REPLACE",
+                ContentType=content_type_of(key) or "application/octet-stream",
             )
         except ClientError as error:
             # 404: the upload is gone; 412: replaced, or the key is taken; 409: a race.
@@ -230,7 +281,8 @@ class S3ImageStorage:
                 )
             ]
         reads = "public base URL" if self.public_base_url else "presigned GET"
-        return [(True, f"images s3: bucket {self.bucket} answers; uploads presigned POST, {reads}")]
+        uploads = "presigned PUT (sizes given) or POST"
+        return [(True, f"images s3: bucket {self.bucket} answers; uploads {uploads}, {reads}")]
 
     async def close(self) -> None:
         stack, self._exit_stack, self._client = self._exit_stack, None, None

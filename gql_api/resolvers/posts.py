@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import strawberry
 from strawberry import UNSET
@@ -130,10 +131,21 @@ async def delete_post(
 
 
 async def create_upload_urls(
-    info: Context, count: int, content_types: list[str] | None = UNSET
+    info: Context,
+    count: int,
+    content_types: list[str] | None = UNSET,
+    sizes: Annotated[
+        list[int] | None,
+        strawberry.argument(
+            description="Each image's exact size in bytes, one per upload, each from 1 to "
+            "the server's limit: each upload must then be exactly that long. S3 and Cloud "
+            "Storage refuse another length, and S3 upload URLs then work once (a PUT, "
+            "not a POST)."
+        ),
+    ] = UNSET,
 ) -> list[UploadUrl]:
     uploads = await info.context.service.create_upload_urls(
-        info.context.viewer, count, given(content_types)
+        info.context.viewer, count, given(content_types), given(sizes)
     )
     return [
         UploadUrl(

@@ -67,7 +67,9 @@ class Mutation:
         "the keys in createPost/updatePost imageKeys, which check that each was uploaded, "
         "within the server's size limit, with its key's type. `contentTypes` gives one "
         "type per image, from image/png, image/jpeg, image/webp, image/gif; null or left "
-        "out, every image is image/jpeg.",
+        "out, every image is image/jpeg. A Content-Length among the headers (with "
+        "`sizes`) is the body's length: the HTTP client sets it from the body (a browser "
+        "always does, and cannot be told to); send the other headers as given.",
     )
 
 
