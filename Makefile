@@ -13,7 +13,14 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-serve: $(BIN)/.installed
+# Serving needs only the package itself (the embedded store): no SDKs, no test tools.
+$(BIN)/.installed-serve: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	touch $@
+
+serve: $(BIN)/.installed-serve
 	$(BIN)/gql-api serve
 
 test: lint typecheck unit

@@ -25,6 +25,7 @@ def _fail(message: str) -> NoReturn:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="gql-api", message="gql-api %(version)s")
 def main() -> None:
     """An async GraphQL API for posts, on the embedded SQLite store or a cloud database."""
 

@@ -359,7 +359,9 @@ class PostService:
                 return await operation
         except (TimeoutError, StoreUnavailable) as exc:
             log.warning("store %s unavailable: %r", self.store.name, exc)
-            raise StoreUnavailableError("the database did not answer in time; try again") from exc
+            raise StoreUnavailableError(
+                "the database is unavailable (it failed or did not answer in time); try again"
+            ) from exc
 
     def _now(self) -> datetime:
         return self._clock().astimezone(UTC)

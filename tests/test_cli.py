@@ -176,3 +176,10 @@ def test_serve_names_the_problem_when_the_store_cannot_open(
     assert result.returncode != 0
     assert "gql-api cannot start: store sqlite: cannot open" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_version_prints_the_package_version(env: dict[str, str]) -> None:
+    from importlib.metadata import version
+
+    result = run_cli(["--version"], env)
+    assert (result.returncode, result.stdout) == (0, f"gql-api {version('gql-api')}\n")

@@ -6,8 +6,8 @@ const defaultQuery = `# Welcome to gql-api.
 #
 # Reads need no token: press the run button (or Ctrl-Enter).
 #
-# To write, print a token with
-#     gql-api token --user alice
+# To write, print a token (in the folder where you ran make serve) with
+#     .venv/bin/gql-api token --user alice
 # and paste it into the Headers tab below, as
 #     {"Authorization": "Bearer <the token>"}
 
