@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint typecheck unit fuzz schema constraints bench bench-coldstart graphiql-assets chromium clean
+.PHONY: serve test check lint typecheck unit fuzz schema constraints bench bench-coldstart graphiql-assets chromium clean
 
 # constraints.txt pins every package to the versions the suite last passed with (the AWS
 # SDKs pin each other tightly; unpinned, pip's resolver can backtrack for a very long time).
@@ -24,6 +24,12 @@ serve: $(BIN)/.installed-serve
 	$(BIN)/gql-api serve
 
 test: lint typecheck unit
+
+# The fast tier: lint, types, and every test that needs no local server and is not slow
+# by nature (rules, HTTP, schema, limits, APQ on the memory and SQLite stores). About a
+# minute; `make test` runs all of it and the rest.
+check: lint typecheck
+	$(BIN)/pytest -q -m "not servers and not slow"
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

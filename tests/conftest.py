@@ -18,6 +18,35 @@ from tests.helpers import StepClock
 
 # Every store joins this list; the contract suite runs against each one.
 STORES = ["memory", "sqlite", "dynamodb", "firestore", "cosmos"]
+# What needs a local server of its own: the stores and image providers that are one, and
+# the fixtures that start one. Their tests are marked ``servers``; ``make check`` runs
+# the rest (the fast tier), ``make test`` everything.
+SERVER_PARAMS = {"dynamodb", "firestore", "cosmos", "s3", "azure", "gcs"}
+SERVER_FIXTURES = {"moto_url", "cosmos_url", "firestore_host", "azurite_url", "gcs_url"}
+# Modules slow by nature (a browser, packaging, fuzzing, live servers under load).
+SLOW_MODULES = {
+    "test_graphiql_browser",
+    "test_package_lambda",
+    "test_fuzz",
+    "test_schemathesis",
+    "test_hardening",
+    "test_slow_clients",
+    "test_log_hygiene",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        params = {str(v) for v in callspec.params.values()} if callspec is not None else set()
+        if fixtures & SERVER_FIXTURES or params & SERVER_PARAMS:
+            item.add_marker(pytest.mark.servers)
+        module = getattr(getattr(item, "module", None), "__name__", "").rsplit(".", 1)[-1]
+        if module in SLOW_MODULES or "reliability" in item.nodeid.split("/"):
+            item.add_marker(pytest.mark.slow)
+
+
 # The well-known key of Microsoft's emulator; the local server checks no key.
 COSMOS_KEY = (
     "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
