@@ -35,9 +35,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gql_api.packaging import build_lambda_zip, compile_bytecode, find_python  # noqa: E402
 from tests.lambda_events import event  # noqa: E402
 from tests.servers import moto_server, reset_moto  # noqa: E402
+from tools.packaging import build_lambda_zip, compile_bytecode, find_python  # noqa: E402
 
 DEPLOYED_PYTHON = "3.12"
 

@@ -40,7 +40,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from gql_api.app import create_app
 from gql_api.settings import Settings
-from gql_api.stores.base import PostRecord
+from gql_api.domain.records import PostRecord
 from gql_api.stores.memory import MemoryStore
 
 store = MemoryStore()

@@ -28,8 +28,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gql_api.service import PostService  # noqa: E402
-from gql_api.stores.base import PostRecord, PostStore  # noqa: E402
+from gql_api.domain.records import PostRecord  # noqa: E402
+from gql_api.domain.service import PostService  # noqa: E402
+from gql_api.stores.base import PostStore  # noqa: E402
 from tests import servers  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
 

@@ -31,7 +31,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gql_api.auth import mint_dev_token  # noqa: E402
+from gql_api.auth.dev import mint_dev_token  # noqa: E402
 from gql_api.settings import Settings  # noqa: E402
 from tests.helpers import NO_RATE_LIMITS, cli_env  # noqa: E402
 from tests.servers import gql_api_server  # noqa: E402

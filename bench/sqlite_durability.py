@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gql_api.stores.base import PostRecord  # noqa: E402
+from gql_api.domain.records import PostRecord  # noqa: E402
 from gql_api.stores.sqlite import SqliteStore, SqliteSynchronous  # noqa: E402
 
 MODES: tuple[SqliteSynchronous, ...] = ("full", "normal")

@@ -1,3 +1,3 @@
-from gql_api.cli import main
+from gql_api.ops.cli import main
 
 main()

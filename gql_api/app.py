@@ -16,15 +16,16 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gql_api.auth import Authenticator, DevAuthenticator, DevSecretError, dev_secret
-from gql_api.endpoint import GRAPHIQL_STATIC, GraphQLEndpoint
+from gql_api.auth.dev import DevAuthenticator, DevSecretError, dev_secret
+from gql_api.auth.identity import Authenticator
+from gql_api.domain.service import PostService
 from gql_api.errors import StoreUnavailableError
-from gql_api.executor import Executor, request_error
+from gql_api.execution.executor import Executor, request_error
+from gql_api.execution.query_limits import QueryLimits
+from gql_api.http.endpoint import GRAPHIQL_STATIC, GraphQLEndpoint
+from gql_api.http.rate_limits import RateLimiter, RateLimits
 from gql_api.images import ImageStorage, open_image_storage, upload_url_ttl
-from gql_api.query_limits import QueryLimits
-from gql_api.rate_limits import RateLimiter, RateLimits
 from gql_api.schema import schema
-from gql_api.service import PostService
 from gql_api.settings import Settings
 from gql_api.stores import create_store
 from gql_api.stores.base import PostStore
@@ -37,7 +38,7 @@ HEALTH_TIMEOUT_SECONDS = 2.0
 
 async def build_authenticator(settings: Settings) -> Authenticator:
     if settings.auth != "dev":
-        from gql_api.jwks import build_jwks_authenticator
+        from gql_api.auth.jwks import build_jwks_authenticator
 
         return build_jwks_authenticator(settings)
     if settings.shared_dev_server:

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gql_api.service import PostService
+from gql_api.domain.service import PostService
 from gql_api.stores.base import PostStore
 from gql_api.stores.memory import MemoryStore
 from gql_api.stores.sqlite import SqliteStore

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
-from gql_api.auth import Identity
-from gql_api.stores.base import PostRecord
+from gql_api.auth.identity import Identity
+from gql_api.domain.records import PostRecord
 
 ALICE = Identity(user_id="alice")
 BOB = Identity(user_id="bob")

@@ -16,12 +16,12 @@ import httpx
 import pytest
 
 from gql_api.app import create_app
-from gql_api.auth import mint_dev_token
+from gql_api.auth.dev import mint_dev_token
+from gql_api.domain.records import PostRecord
+from gql_api.domain.validation import new_post_id
 from gql_api.images import Check, ImageObject, ImageStorage, UploadUrl, open_image_storage
 from gql_api.settings import Settings
-from gql_api.stores.base import PostRecord
 from gql_api.stores.memory import MemoryStore
-from gql_api.validation import new_post_id
 from tests.helpers import DEV_SECRET, record
 from tests.image_storages import JPEG, PROVIDERS, make_bucket, provider_settings, send_upload
 

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from gql_api import validation
 from gql_api.app import create_app
-from gql_api.auth import mint_dev_token
+from gql_api.auth.dev import mint_dev_token
+from gql_api.domain import validation
 from gql_api.settings import Settings
 from gql_api.stores.memory import MemoryStore
 from tests.helpers import DEV_SECRET
@@ -103,7 +103,7 @@ SPREAD = (
 async def test_a_document_too_repetitive_to_validate_is_refused_before_validation(
     client: httpx.AsyncClient, caller: str, query: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gql_api import executor
+    from gql_api.execution import executor
 
     validated: list[object] = []
     validate = executor.validate  # type: ignore[attr-defined]

@@ -9,11 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gql_api import executor, persisted
 from gql_api.caches import ByteBoundedCache, deep_size
-from gql_api.executor import Executor, RequestError
+from gql_api.execution import executor
+from gql_api.execution.executor import Executor, RequestError
+from gql_api.http import persisted
+from gql_api.http.persisted import PersistedQueries
 from gql_api.images.base import ReadUrlCache
-from gql_api.persisted import PersistedQueries
 from gql_api.schema import schema
 
 WIDE = (

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
+from gql_api.domain.records import PostChanges, PostRecord
+from gql_api.domain.service import NewPost, PostEdit, PostService
 from gql_api.errors import StoreUnavailableError
-from gql_api.service import NewPost, PostEdit, PostService
-from gql_api.stores.base import NotFound, PostChanges, PostRecord, StoreUnavailable
+from gql_api.stores.base import NotFound, StoreUnavailable
 from gql_api.stores.cosmos import POSTS, CosmosStore
 from tests.conftest import COSMOS_KEY
 from tests.helpers import ALICE, BOB, StepClock, cli_env, free_port, record, run_cli

@@ -13,9 +13,9 @@ import json
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gql_api.cursors import encode_cursor, filter_key
+from gql_api.domain.cursors import encode_cursor, filter_key
+from gql_api.domain.service import NewPost, Page, PostService
 from gql_api.errors import BadUserInput
-from gql_api.service import NewPost, Page, PostService
 from gql_api.stores.keyset import MAX_MICROS
 from tests.helpers import ALICE
 

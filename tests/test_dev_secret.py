@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gql_api.auth import DevSecretError, dev_secret
+from gql_api.auth.dev import DevSecretError, dev_secret
 from gql_api.settings import Settings
 from tests.helpers import cli_env, free_port, run_cli
 

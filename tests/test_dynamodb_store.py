@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from gql_api.domain.service import NewPost, PostEdit, PostService
 from gql_api.errors import StoreUnavailableError
-from gql_api.service import NewPost, PostEdit, PostService
 from gql_api.stores.base import PageQuery
 from gql_api.stores.dynamodb import DynamoDBStore, table_definition
 from tests.helpers import ALICE, BOB, StepClock, cli_env, free_port, run_cli

@@ -13,10 +13,10 @@ import pytest
 from pydantic import ValidationError
 
 from gql_api.app import create_app
-from gql_api.auth import InvalidToken
-from gql_api.doctor import run_checks
-from gql_api.entra import v1_issuer, v2_issuer
-from gql_api.jwks import JwksAuthenticator, build_jwks_authenticator
+from gql_api.auth.entra import v1_issuer, v2_issuer
+from gql_api.auth.identity import InvalidToken
+from gql_api.auth.jwks import JwksAuthenticator, build_jwks_authenticator
+from gql_api.ops.doctor import run_checks
 from gql_api.settings import Settings, SettingsError, load_settings
 from gql_api.stores.memory import MemoryStore
 from tests.helpers import cli_env, run_cli
@@ -131,7 +131,7 @@ def test_preset_urls_and_issuers_by_token_version() -> None:
     ).config
     assert (overridden.issuer, overridden.other_issuers) == ("https://x/", ())
     assert (overridden.audience, overridden.other_audiences) == ("y", ())
-    from gql_api.entra import discovery_url
+    from gql_api.auth.entra import discovery_url
 
     assert discovery_url(entra_settings()) == f"{login}/v2.0/.well-known/openid-configuration"
     assert discovery_url(entra_settings(entra_token_version="1")) == (

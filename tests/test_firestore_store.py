@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from gql_api.domain.records import PostChanges
+from gql_api.domain.service import NewPost, PostEdit, PostService
 from gql_api.errors import StoreUnavailableError
-from gql_api.service import NewPost, PostEdit, PostService
-from gql_api.stores.base import PostChanges, VersionConflict
+from gql_api.stores.base import VersionConflict
 from gql_api.stores.firestore import FirestoreStore, indexes_document
 from tests.conftest import FIRESTORE_PROJECT, reset_firestore
 from tests.helpers import ALICE, BOB, StepClock, cli_env, run_cli

@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Response, Route, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from gql_api.auth import mint_dev_token
+from gql_api.auth.dev import mint_dev_token
 from gql_api.settings import Settings
 from tests.helpers import DEV_SECRET, cli_env
 from tests.servers import gql_api_server

@@ -15,7 +15,7 @@ import pytest
 from starlette.applications import Starlette
 
 from gql_api.app import create_app
-from gql_api.auth import DEV_AUDIENCE, DEV_ISSUER, mint_dev_token
+from gql_api.auth.dev import DEV_AUDIENCE, DEV_ISSUER, mint_dev_token
 from gql_api.settings import Settings
 from gql_api.stores.base import PageQuery, PostStore
 from gql_api.stores.memory import MemoryStore

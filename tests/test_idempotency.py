@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
+from gql_api.domain.service import NewPost, PostEdit, PostService
 from gql_api.errors import BadUserInput, Conflict
-from gql_api.service import NewPost, PostEdit, PostService
 from gql_api.stores.base import AlreadyExists, PageQuery, PostStore
 from tests.helpers import ALICE, BOB, StepClock, record
 

@@ -21,11 +21,12 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 
+from gql_api.domain.records import PostRecord
 from gql_api.images import ImageStorage, NotAttachable, open_image_storage
 from gql_api.images.base import pending_name
 from gql_api.images.gcs import SIZE_HEADER
 from gql_api.settings import Settings
-from gql_api.stores.base import PageQuery, PostRecord, StoreUnavailable
+from gql_api.stores.base import PageQuery, StoreUnavailable
 from gql_api.stores.memory import MemoryStore
 from tests import image_storages
 from tests.image_api import (
@@ -279,7 +280,7 @@ async def test_a_storage_failure_never_fails_a_delete_or_an_update(
     async for api in serve_limited(request, monkeypatch, provider, FailingDeletes):
         a, b, c = await api.upload_keys(3, body=SMALL)
         post = (await api.data(CREATE, {"keys": [a, b]}))["createPost"]
-        with caplog.at_level(logging.WARNING, logger="gql_api.image_attachments"):
+        with caplog.at_level(logging.WARNING, logger="gql_api.domain.image_attachments"):
             edited = await api.data(UPDATE, {"id": post["id"], "keys": [c]})
             assert edited["updatePost"]["imageKeys"] == [c]
             assert (await api.data(DELETE, {"id": post["id"]}))["deletePost"] == {"id": post["id"]}

@@ -22,7 +22,6 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gql_api.doctor import image_checks
 from gql_api.images import (
     ImageInputError,
     ImageStorage,
@@ -31,6 +30,7 @@ from gql_api.images import (
     open_image_storage,
 )
 from gql_api.images.azure_blob import AzureBlobImageStorage
+from gql_api.ops.doctor import image_checks
 from tests import image_storages
 from tests.image_storages import (
     GCS_ACCOUNT,

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from gql_api.app import create_app
-from gql_api.auth import InvalidToken
-from gql_api.jwks import MAX_JWKS_BYTES, MAX_KEYS, JwksAuthenticator, build_jwks_authenticator
+from gql_api.auth.identity import InvalidToken
+from gql_api.auth.jwks import MAX_JWKS_BYTES, MAX_KEYS, JwksAuthenticator, build_jwks_authenticator
 from gql_api.settings import Settings
 from gql_api.stores.memory import MemoryStore
 from tests.helpers import Clock, cli_env, run_cli

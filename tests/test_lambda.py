@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gql_api.auth import mint_dev_token
+from gql_api.auth.dev import mint_dev_token
 from gql_api.settings import Settings, SettingsError
 from tests.helpers import cli_env, run_cli
 from tests.lambda_events import SHAPES, event
@@ -201,7 +201,7 @@ def test_importing_the_handler_loads_no_other_cloud_and_no_unused_module(tmp_pat
         "gql_api.stores.firestore",
         "gql_api.stores.cosmos",
         "gql_api.stores.memory",
-        "gql_api.cli",
-        "gql_api.jwks",
-        "gql_api.doctor",
+        "gql_api.ops.cli",
+        "gql_api.auth.jwks",
+        "gql_api.ops.doctor",
     }

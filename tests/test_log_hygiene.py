@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gql_api.auth import mint_dev_token
+from gql_api.auth.dev import mint_dev_token
 from gql_api.settings import Settings
 from tests.conftest import COSMOS_KEY
 from tests.helpers import DEV_SECRET, cli_env, run_cli

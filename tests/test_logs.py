@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from gql_api.app import create_app
-from gql_api.auth import mint_dev_token
+from gql_api.auth.dev import mint_dev_token
 from gql_api.logs import JsonFormatter
 from gql_api.settings import Settings
 from gql_api.stores.memory import MemoryStore

@@ -49,7 +49,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     # Leftovers of this machine that must never reach the function: an old build tree
     # and an untracked file beside the package's assets.
     stale = ROOT / "build" / "lib" / "gql_api" / "stale_module.py"
-    stray = ROOT / "gql_api" / "static" / "graphiql" / "stray-untracked.js"
+    stray = ROOT / "gql_api" / "http" / "static" / "graphiql" / "stray-untracked.js"
     stale.parent.mkdir(parents=True, exist_ok=True)
     stale.write_text("raise SystemExit('stale')\n")
     stray.write_text("// not tracked by git\n")
@@ -62,7 +62,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
             result = run_cli(command, cli_env(**extra), 900)
             assert result.returncode == 0, result.stderr
             assert (
-                "not packed, git does not track it: gql_api/static/graphiql/stray" in result.stderr
+                "not packed, git does not track it: gql_api/http/static/graphiql/stray"
+                in result.stderr
             )
             outputs.append(result.stdout)
     finally:
@@ -101,8 +102,11 @@ def test_the_zip_holds_the_aws_stack_for_linux_and_nothing_of_this_machine(
         header = archive.read("gql_api/__pycache__/app.cpython-312.pyc")[:8]
     assert int.from_bytes(header[4:8], "little") == 0b01
     assert "gql_api/stale_module.py" not in names
-    assert "gql_api/static/graphiql/stray-untracked.js" not in names
-    assert "gql_api/static/graphiql/graphiql.min.js" in names
+    # Build tools are not runtime: neither the package nor the zip carries them.
+    build_tools = ("tools/", "gql_api/packaging", "gql_api/ops/packaging")
+    assert not any(n.startswith(build_tools) for n in names)
+    assert "gql_api/http/static/graphiql/stray-untracked.js" not in names
+    assert "gql_api/http/static/graphiql/graphiql.min.js" in names
     assert any(
         n.startswith("pydantic_core/") and "cpython-312-x86_64-linux-gnu" in n for n in names
     )

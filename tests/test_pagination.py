@@ -8,9 +8,9 @@ from itertools import chain
 
 import pytest
 
-from gql_api.cursors import encode_cursor, filter_key
+from gql_api.domain.cursors import encode_cursor, filter_key
+from gql_api.domain.service import NewPost, PostService
 from gql_api.errors import BadUserInput
-from gql_api.service import NewPost, PostService
 from tests.helpers import ALICE, BOB
 
 

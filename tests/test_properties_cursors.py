@@ -1,4 +1,4 @@
-"""Properties of the page cursors (gql_api.cursors) and of the keyset positions inside
+"""Properties of the page cursors (gql_api.domain.cursors) and of the keyset positions inside
 them (gql_api.stores.keyset): any string gives a position or the layer's own error
 (``BadUserInput`` on ``after``, ``InvalidPosition``), never another exception; a cursor
 decodes to the position it was made from, and only for the filters it was made for."""
@@ -14,11 +14,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gql_api.cursors import decode_cursor, encode_cursor, filter_key
+from gql_api.domain.cursors import decode_cursor, encode_cursor, filter_key
+from gql_api.domain.records import PostRecord
+from gql_api.domain.validation import LIMITS, has_surrogates
 from gql_api.errors import BadUserInput
-from gql_api.stores.base import InvalidPosition, PostRecord, is_storable_post_id
+from gql_api.stores.base import InvalidPosition, is_storable_post_id
 from gql_api.stores.keyset import from_micros, parse_position, position_of, to_micros
-from gql_api.validation import LIMITS, has_surrogates
 from tests.property_strategies import (
     PROPERTY,
     attempt,

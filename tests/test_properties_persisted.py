@@ -1,4 +1,4 @@
-"""Properties of automatic persisted queries (gql_api.persisted): any ``query`` and
+"""Properties of automatic persisted queries (gql_api.http.persisted): any ``query`` and
 ``extensions`` values (as a JSON body carries them) give the query text to run or a
 ``RequestError`` coded ``BAD_REQUEST`` or ``PERSISTED_QUERY_NOT_FOUND``, never another
 exception; a registered query is found by its hash (any case) until evicted."""
@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gql_api.executor import RequestError
-from gql_api.persisted import MAX_QUERY_LENGTH, PersistedQueries
+from gql_api.execution.executor import RequestError
+from gql_api.http.persisted import MAX_QUERY_LENGTH, PersistedQueries
 from tests.property_strategies import PROPERTY, attempt, json_values, nasty_text
 
 

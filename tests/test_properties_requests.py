@@ -1,7 +1,8 @@
 """Properties of what a request is checked with before it runs: the cost estimate
-(gql_api.cost) and the query limits (gql_api.query_limits). Documents are generated as
-trees, so each property compares the layer with what the tree says; variables are any
-JSON. (Automatic persisted queries: test_properties_persisted.py.)"""
+(gql_api.execution.cost) and the query limits (gql_api.execution.query_limits).
+Documents are generated as trees, so each property compares the layer with what the tree
+says; variables are any JSON. (Automatic persisted queries:
+test_properties_persisted.py.)"""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from graphql import DocumentNode, GraphQLError, parse, validate
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gql_api.cost import estimate_cost
-from gql_api.query_limits import QueryLimits, limit_rules
+from gql_api.domain.validation import LIMITS
+from gql_api.execution.cost import estimate_cost
+from gql_api.execution.query_limits import QueryLimits, limit_rules
 from gql_api.schema import schema
-from gql_api.validation import LIMITS
 from tests.property_strategies import FEW, PROPERTY, json_values
 
 FRAGMENTS = ("F0", "F1", "F2")

@@ -1,4 +1,4 @@
-"""Properties of gql_api.validation: any input gives a value or ``BadUserInput`` naming
+"""Properties of gql_api.domain.validation: any input gives a value or ``BadUserInput`` naming
 its field, never another exception; and what each rule promises holds for what it accepts.
 
 These functions take what Strawberry has already coerced to the schema's types (a
@@ -15,9 +15,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from gql_api.errors import BadUserInput
-from gql_api.images.keys import CONTENT_TYPES, ImageInputError, new_image_key
-from gql_api.validation import (
+from gql_api.domain.validation import (
     LIMITS,
     check_content,
     check_image_keys,
@@ -29,6 +27,8 @@ from gql_api.validation import (
     normalize_tag,
     normalize_tags,
 )
+from gql_api.errors import BadUserInput
+from gql_api.images.keys import CONTENT_TYPES, ImageInputError, new_image_key
 from tests.property_strategies import (
     FEW,
     PROPERTY,

@@ -13,9 +13,9 @@ from graphql import parse
 from starlette.applications import Starlette
 
 from gql_api.app import create_app
-from gql_api.auth import mint_dev_token
-from gql_api.cost import estimate_cost
-from gql_api.rate_limits import RateLimiter, RateLimits
+from gql_api.auth.dev import mint_dev_token
+from gql_api.execution.cost import estimate_cost
+from gql_api.http.rate_limits import RateLimiter, RateLimits
 from gql_api.settings import Settings
 from gql_api.stores.memory import MemoryStore
 from tests.helpers import DEV_SECRET, Clock

@@ -24,7 +24,7 @@ import pytest
 import schemathesis
 from schemathesis.core.failures import Failure
 
-from gql_api.auth import mint_dev_token
+from gql_api.auth.dev import mint_dev_token
 from gql_api.settings import Settings
 from tests.conftest import COSMOS_KEY, FIRESTORE_PROJECT
 from tests.helpers import DEV_SECRET, NO_RATE_LIMITS, cli_env, run_cli

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from gql_api.auth import Identity, identity_from_claims
+from gql_api.auth.identity import Identity, identity_from_claims
+from gql_api.domain.records import PostChanges, PostRecord, ProfileRecord
+from gql_api.domain.service import NewPost, PostEdit, PostService
 from gql_api.errors import (
     ApiError,
     BadUserInput,
@@ -19,9 +21,8 @@ from gql_api.errors import (
     Unauthenticated,
 )
 from gql_api.images import new_image_key
-from gql_api.service import NewPost, PostEdit, PostService
 from gql_api.settings import Settings
-from gql_api.stores.base import PageQuery, PostChanges, PostRecord, PostStore, ProfileRecord
+from gql_api.stores.base import PageQuery, PostStore
 from gql_api.stores.memory import MemoryStore
 from tests.helpers import ADMIN, ALICE, BOB, StepClock
 

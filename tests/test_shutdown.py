@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from gql_api.auth import mint_dev_token
+from gql_api.auth.dev import mint_dev_token
 from gql_api.settings import Settings
 from tests.helpers import DEV_SECRET, cli_env, free_port
 

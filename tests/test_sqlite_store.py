@@ -11,12 +11,13 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
+from gql_api.domain.records import PostRecord, ProfileRecord
+from gql_api.domain.service import NewPost, PostService
 from gql_api.errors import StoreUnavailableError
-from gql_api.service import NewPost, PostService
 from gql_api.settings import Settings, SettingsError, load_settings
 from gql_api.stores import create_store
 from gql_api.stores import sqlite as sqlite_module
-from gql_api.stores.base import PageQuery, PostRecord, ProfileRecord, StoreUnavailable
+from gql_api.stores.base import PageQuery, StoreUnavailable
 from gql_api.stores.sqlite import MIGRATIONS, SqliteStore, _fetchall, _page_sql
 from tests.helpers import ALICE, record
 

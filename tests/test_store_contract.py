@@ -10,17 +10,9 @@ from itertools import chain
 
 import pytest
 
+from gql_api.domain.records import PostChanges, PostRecord, ProfileRecord
 from gql_api.images import new_image_key
-from gql_api.stores.base import (
-    InvalidPosition,
-    NotFound,
-    PageQuery,
-    PostChanges,
-    PostRecord,
-    PostStore,
-    ProfileRecord,
-    VersionConflict,
-)
+from gql_api.stores.base import InvalidPosition, NotFound, PageQuery, PostStore, VersionConflict
 from tests.helpers import record
 
 

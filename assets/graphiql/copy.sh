@@ -2,7 +2,7 @@
 # Copies the pinned browser builds of GraphiQL and React into the Python package.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-out="$here/../../gql_api/static/graphiql"
+out="$here/../../gql_api/http/static/graphiql"
 cd "$here"
 npm ci --no-audit --no-fund --loglevel=error
 mkdir -p "$out"

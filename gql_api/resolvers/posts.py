@@ -10,7 +10,8 @@ from strawberry import UNSET
 from strawberry.types import Info
 from strawberry.types.nodes import SelectedField, Selection
 
-from gql_api.context import RequestContext
+from gql_api.domain.service import NewPost, PostEdit
+from gql_api.resolvers.context import RequestContext
 from gql_api.schema.types import (
     CreatePostInput,
     DeletePostPayload,
@@ -26,7 +27,6 @@ from gql_api.schema.types import (
     UploadUrl,
     given,
 )
-from gql_api.service import NewPost, PostEdit
 
 Context = Info[RequestContext, None]
 

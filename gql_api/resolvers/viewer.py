@@ -5,9 +5,9 @@ from __future__ import annotations
 import strawberry
 from strawberry.types import Info
 
-from gql_api.context import RequestContext
+from gql_api.domain.validation import check_user_id
+from gql_api.resolvers.context import RequestContext
 from gql_api.schema.types import Limits, Profile, Viewer
-from gql_api.validation import check_user_id
 
 Context = Info[RequestContext, None]
 

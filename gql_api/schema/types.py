@@ -9,10 +9,10 @@ import strawberry
 from strawberry import UNSET
 from strawberry.types import Info
 
-from gql_api.context import RequestContext
-from gql_api.service import Edge
-from gql_api.stores.base import PostRecord, ProfileRecord
-from gql_api.validation import LIMITS
+from gql_api.domain.records import PostRecord, ProfileRecord
+from gql_api.domain.service import Edge
+from gql_api.domain.validation import LIMITS
+from gql_api.resolvers.context import RequestContext
 
 T = TypeVar("T")
 

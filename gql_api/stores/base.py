@@ -1,4 +1,5 @@
-"""The store interface: records, errors and the async protocol every database adapter speaks.
+"""The store interface: page queries, errors and the async protocol every database adapter
+speaks, over the domain's records (``gql_api.domain.records``).
 
 A store knows nothing of users, permissions or GraphQL: the service layer above it
 holds the rules, and one contract test suite holds every store to the same behaviour.
@@ -6,53 +7,13 @@ holds the rules, and one contract test suite holds every store to the same behav
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Protocol
 
-
-@dataclass(frozen=True, slots=True)
-class PostRecord:
-    id: str
-    author_id: str
-    content: str
-    is_markdown: bool
-    tags: tuple[str, ...]
-    image_keys: tuple[str, ...]
-    created_at: datetime
-    updated_at: datetime | None
-    version: int
-    # The nickname claim of the author's token when the post was written; a stored
-    # profile nickname takes precedence over it.
-    author_nickname: str | None = None
-    # For a post created with an idempotency key: the digest of the create's input, so a
-    # retry with the same key is told from a reuse of the key for another input.
-    idempotency_digest: str | None = None
-    # The store's own concurrency token for this version (Firestore's update time,
-    # Cosmos DB's ETag), carried from a read to the conditional write that follows it.
-    etag: str | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class PostChanges:
-    """The new values of an update; the store sets ``version`` and ``updated_at`` itself."""
-
-    content: str
-    is_markdown: bool
-    tags: tuple[str, ...]
-    image_keys: tuple[str, ...]
-    updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ProfileRecord:
-    user_id: str
-    nickname: str | None = None
-    updated_at: datetime | None = None  # when the nickname was last stored
+from gql_api.domain.records import PostChanges, PostRecord, ProfileRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,20 +35,6 @@ class PostPage:
     posts: list[PostRecord]
     cursors: list[str]  # the store's position token after each post, same order
     has_next_page: bool
-
-
-def apply_changes(current: PostRecord, changes: PostChanges) -> PostRecord:
-    """The record an update of ``current`` writes: ``changes`` applied, version + 1."""
-    return dataclasses.replace(
-        current,
-        content=changes.content,
-        is_markdown=changes.is_markdown,
-        tags=changes.tags,
-        image_keys=changes.image_keys,
-        updated_at=changes.updated_at,
-        version=current.version + 1,
-        etag=None,
-    )
 
 
 def page_of(posts: list[PostRecord], first: int, position: Callable[[PostRecord], str]) -> PostPage:

@@ -54,14 +54,12 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+from gql_api.domain.records import PostChanges, PostRecord, ProfileRecord
 from gql_api.stores.base import (
     AlreadyExists,
     NotFound,
     PageQuery,
-    PostChanges,
     PostPage,
-    PostRecord,
-    ProfileRecord,
     StoreUnavailable,
     VersionConflict,
     is_storable_post_id,

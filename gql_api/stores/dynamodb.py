@@ -58,17 +58,14 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from gql_api.domain.records import PostChanges, PostRecord, ProfileRecord, apply_changes
 from gql_api.stores.base import (
     AlreadyExists,
     NotFound,
     PageQuery,
-    PostChanges,
     PostPage,
-    PostRecord,
-    ProfileRecord,
     StoreUnavailable,
     VersionConflict,
-    apply_changes,
     is_storable_post_id,
     storable_post,
     stored_post_id,

@@ -47,17 +47,14 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from gql_api.domain.records import PostChanges, PostRecord, ProfileRecord, apply_changes
 from gql_api.stores.base import (
     AlreadyExists,
     NotFound,
     PageQuery,
-    PostChanges,
     PostPage,
-    PostRecord,
-    ProfileRecord,
     StoreUnavailable,
     VersionConflict,
-    apply_changes,
     is_storable_post_id,
     page_of,
     profile_document_id,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from gql_api.stores.base import InvalidPosition, PostRecord, is_storable_post_id
+from gql_api.domain.records import PostRecord
+from gql_api.stores.base import InvalidPosition, is_storable_post_id
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

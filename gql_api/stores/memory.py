@@ -6,17 +6,14 @@ import asyncio
 import bisect
 from collections.abc import Mapping, Sequence
 
+from gql_api.domain.records import PostChanges, PostRecord, ProfileRecord, apply_changes
 from gql_api.stores.base import (
     AlreadyExists,
     NotFound,
     PageQuery,
-    PostChanges,
     PostPage,
-    PostRecord,
-    ProfileRecord,
     StoreUnavailable,
     VersionConflict,
-    apply_changes,
     is_storable_post_id,
     storable_post,
     stored_post_id,

@@ -34,14 +34,12 @@ from typing import Any, Literal, TypeVar
 
 import aiosqlite
 
+from gql_api.domain.records import PostChanges, PostRecord, ProfileRecord
 from gql_api.stores.base import (
     AlreadyExists,
     NotFound,
     PageQuery,
-    PostChanges,
     PostPage,
-    PostRecord,
-    ProfileRecord,
     StoreUnavailable,
     VersionConflict,
     is_storable_post_id,

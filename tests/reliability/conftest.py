@@ -19,7 +19,7 @@ import pytest
 from starlette.applications import Starlette
 
 from gql_api.app import create_app
-from gql_api.auth import mint_dev_token
+from gql_api.auth.dev import mint_dev_token
 from gql_api.settings import Settings
 from tests.conftest import STORES, closed_store
 from tests.helpers import DEV_SECRET

@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from gql_api.app import create_app
-from gql_api.stores.base import PostRecord, PostStore
+from gql_api.domain.records import PostRecord
+from gql_api.stores.base import PostStore
 from tests.conftest import STORES, closed_store
 from tests.reliability.conftest import error_codes, gql, settings_for, token_for
 

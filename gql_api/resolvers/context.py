@@ -8,11 +8,10 @@ from typing import Any
 
 from strawberry.dataloader import DataLoader
 
-from gql_api.auth import Identity
+from gql_api.auth.identity import Identity
+from gql_api.domain.records import ProfileRecord
+from gql_api.domain.service import PostService
 from gql_api.errors import ImageStorageUnavailableError
-from gql_api.fast_fields import ResponseBudget
-from gql_api.service import PostService
-from gql_api.stores.base import ProfileRecord
 
 
 @dataclass(slots=True)
@@ -33,8 +32,9 @@ class RequestContext:
     images_failed: bool = False
     # Errors for the response that null no field (added to its "errors", without a path).
     notices: list[dict[str, Any]] = field(default_factory=list)
-    # The bytes the response may still hold (set by the executor for each execution).
-    response_budget: ResponseBudget | None = None
+    # The bytes the response may still hold: the execution layer's ResponseBudget, set
+    # by the executor for each execution (typed loosely: resolvers sit below it).
+    response_budget: Any = None
 
     def __post_init__(self) -> None:
         # One loader per request: every Post.author in a response is one store call.

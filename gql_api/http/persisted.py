@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from gql_api.caches import ByteBoundedCache
-from gql_api.executor import RequestError, request_error
+from gql_api.execution.executor import RequestError, request_error
 
 ENTRIES = 2048
 MAX_QUERY_LENGTH = 16 * 1024

@@ -16,8 +16,8 @@ import json
 import re
 from datetime import datetime, timedelta
 
+from gql_api.domain.records import PostRecord
 from gql_api.errors import BadUserInput, Conflict
-from gql_api.stores.base import PostRecord
 
 KEY_WINDOW = timedelta(hours=24)
 MAX_KEY_LENGTH = 255

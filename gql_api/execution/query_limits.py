@@ -2,7 +2,7 @@
 
 Tokens are counted while parsing; the validation work before validating
 (``validation_work``); depth, aliases and directives by validation rules (so a refused
-document is cached like any invalid one and never executed); the cost (``gql_api.cost``)
+document is cached like any invalid one and never executed); the cost (``gql_api.execution.cost``)
 once the variables are known.
 """
 

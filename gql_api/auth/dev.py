@@ -1,8 +1,6 @@
-"""Who is calling: bearer tokens turned into an ``Identity``.
-
-``Authenticator`` is the seam production identity providers plug into (JWKS-verified
-JWTs of Cognito, Firebase Auth, Entra ID); ``DevAuthenticator`` verifies the HS256
-tokens that ``gql-api token`` prints, for local use only.
+"""Dev tokens: HS256 JWTs that ``gql-api token`` prints, signed with a secret of the
+developer's machine (``GQL_API_DEV_SECRET``, else a private file made on first use).
+For a developer's machine only: refused where deployed (``Settings.deployed_on``).
 """
 
 from __future__ import annotations
@@ -12,71 +10,22 @@ import logging
 import os
 import secrets
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from gql_api.auth.identity import (
+    LEEWAY_SECONDS,
+    Identity,
+    InvalidToken,
+    check_token_size,
+    identity_from_claims,
+)
 from gql_api.settings import Settings
-from gql_api.validation import LIMITS, clean_nickname, has_surrogates
 
 log = logging.getLogger(__name__)
 
-MAX_TOKEN_BYTES = 8 * 1024
 DEV_ISSUER = "gql-api-dev"
 DEV_AUDIENCE = "gql-api"
-LEEWAY_SECONDS = 30
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    user_id: str
-    is_admin: bool = False
-    nickname: str | None = None
-
-
-class InvalidToken(Exception):
-    """A bearer token that must not be trusted. ``reason`` is safe to show the client."""
-
-    def __init__(self, reason: str, detail: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.detail = detail or reason
-
-
-class Authenticator(Protocol):
-    async def authenticate(self, token: str) -> Identity:
-        """Verify ``token``; raise ``InvalidToken`` when it must not be trusted."""
-
-    async def close(self) -> None:
-        """Release what it holds (an HTTP client for the provider's keys)."""
-
-
-def identity_from_claims(
-    claims: dict[str, Any],
-    settings: Settings,
-    *,
-    groups_claim: str | None = None,
-    admin_claim: str | None = None,
-) -> Identity:
-    """Map verified claims to an identity: ``sub`` is the user id; admins by group, or by a
-    custom claim set to true (Firebase)."""
-    subject = claims.get("sub")
-    if (
-        not isinstance(subject, str)
-        or not subject
-        or len(subject) > LIMITS.max_user_id_length
-        or has_surrogates(subject)
-    ):
-        raise InvalidToken("token has no usable subject", f"bad sub claim: {subject!r:.80}")
-    groups = claims.get(groups_claim or settings.groups_claim) or []
-    if isinstance(groups, str):
-        groups = [groups]
-    is_admin = isinstance(groups, list) and settings.admin_group in groups
-    if admin_claim is not None and claims.get(admin_claim) is True:
-        is_admin = True
-    return Identity(
-        user_id=subject, is_admin=is_admin, nickname=clean_nickname(claims.get("nickname"))
-    )
 
 
 class DevAuthenticator:
@@ -110,11 +59,6 @@ class DevAuthenticator:
         except jwt.PyJWTError as exc:
             raise InvalidToken("token is invalid", f"{type(exc).__name__}: {exc}") from None
         return identity_from_claims(claims, self._settings)
-
-
-def check_token_size(token: str) -> None:
-    if len(token) > MAX_TOKEN_BYTES:
-        raise InvalidToken("token is too large", f"token of {len(token)} characters")
 
 
 def mint_dev_token(

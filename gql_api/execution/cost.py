@@ -26,7 +26,7 @@ from graphql import (
 )
 from graphql.utilities import value_from_ast_untyped
 
-from gql_api.validation import LIMITS
+from gql_api.domain.validation import LIMITS
 
 # Fields that return a page, sized by their ``first`` argument (null or absent: 20).
 PAGED_FIELDS = frozenset({"posts"})

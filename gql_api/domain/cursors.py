@@ -11,8 +11,8 @@ import binascii
 import hashlib
 import json
 
+from gql_api.domain.validation import LIMITS
 from gql_api.errors import BadUserInput
-from gql_api.validation import LIMITS
 
 _VERSION = 1
 

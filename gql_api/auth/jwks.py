@@ -9,7 +9,7 @@ Presets fill in the provider's issuer, keys URL and claims:
   Google's securetoken keys; admins by a custom claim (``admin: true`` by default).
 - ``entra``: ``https://login.microsoftonline.com/<tenant>/v2.0`` (and, as set, v1's
   ``https://sts.windows.net/<tenant>/``), audience the client id; only user access
-  tokens (rules in ``gql_api.entra``); groups are object ids, so ``GQL_API_ADMIN_GROUP``
+  tokens (rules in ``gql_api.auth.entra``); groups are object ids, so ``GQL_API_ADMIN_GROUP``
   takes the admin group's object id.
 
 The key set is fetched with an async HTTP client, cached, and fetched again only when
@@ -31,7 +31,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from gql_api.auth import Identity, InvalidToken, check_token_size, identity_from_claims
+from gql_api.auth.identity import (
+    LEEWAY_SECONDS,
+    Identity,
+    InvalidToken,
+    check_token_size,
+    identity_from_claims,
+)
 from gql_api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,7 +48,6 @@ ALLOWED_ALGORITHMS = (
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"
 )  # fmt: skip
 _KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
-LEEWAY_SECONDS = 30
 REFRESH_INTERVAL = 60.0  # seconds between fetches of the key set
 RETRY_INTERVAL = 10.0  # seconds between attempts while the provider cannot be reached
 FETCH_TIMEOUT = 5.0
@@ -90,7 +95,7 @@ def jwt_config(settings: Settings) -> JwtConfig:
             "audience": settings.firebase_project_id,
         }
     elif settings.auth == "entra":
-        from gql_api.entra import check_token_kind, entra_preset
+        from gql_api.auth.entra import check_token_kind, entra_preset
 
         preset = entra_preset(settings)
         preset["claims_check"] = partial(

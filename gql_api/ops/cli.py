@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -40,8 +40,8 @@ def serve(host: str, port: int) -> None:
     import uvicorn
 
     from gql_api.app import create_app
+    from gql_api.http.server import uvicorn_options
     from gql_api.logs import configure_logging
-    from gql_api.server import uvicorn_options
 
     try:
         settings = _settings().served_on(host)
@@ -77,9 +77,9 @@ def serve(host: str, port: int) -> None:
 )
 def token(user_id: str, admin: bool, nickname: str | None, expires_in: int) -> None:
     """Print a dev token that `gql-api serve` accepts in dev auth mode."""
-    from gql_api.auth import DevSecretError, dev_secret, mint_dev_token
+    from gql_api.auth.dev import DevSecretError, dev_secret, mint_dev_token
+    from gql_api.domain.validation import LIMITS, check_user_id, clean_nickname
     from gql_api.errors import BadUserInput
-    from gql_api.validation import LIMITS, check_user_id, clean_nickname
 
     settings = _settings()
     try:
@@ -141,7 +141,7 @@ def provision() -> None:
 @main.command()
 def doctor() -> None:
     """Check the settings and the configured store, one line per check."""
-    from gql_api.doctor import run_checks
+    from gql_api.ops.doctor import run_checks
 
     settings = _settings()
     click.echo("ok    settings: valid")
@@ -155,6 +155,19 @@ def doctor() -> None:
 @main.group()
 def package() -> None:
     """Build deployment packages."""
+
+
+def _build_tools() -> Any:
+    """The repository's tools/packaging.py: build tools live beside the package, not in
+    it (no wheel or zip carries them), so this runs from a checkout only."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "tools" / "packaging.py").exists():
+        _fail("gql-api package needs a source checkout of gql-api (its tools/ folder)")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    import tools.packaging
+
+    return tools.packaging
 
 
 @package.command("lambda")
@@ -190,7 +203,10 @@ def package() -> None:
 )
 def package_lambda(python: str, arch: str, output: Path, bytecode: bool) -> None:
     """The function zip: gql-api with the aws extra, for the Lambda platform, reproducible."""
-    from gql_api.packaging import MAX_DIRECT_UPLOAD_BYTES, PackagingError, build_lambda_zip
+    packaging = _build_tools()
+    MAX_DIRECT_UPLOAD_BYTES = packaging.MAX_DIRECT_UPLOAD_BYTES
+    PackagingError = packaging.PackagingError
+    build_lambda_zip = packaging.build_lambda_zip
 
     try:
         built = build_lambda_zip(output, python=python, arch=arch, bytecode=bytecode)

@@ -24,14 +24,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from gql_api.auth import Authenticator, Identity, InvalidToken
-from gql_api.context import RequestContext
-from gql_api.cost import estimate_cost, root_field_count
-from gql_api.executor import Executor, RequestError, internal_error, request_error
+from gql_api.auth.identity import Authenticator, Identity, InvalidToken
+from gql_api.domain.service import PostService
+from gql_api.execution.cost import estimate_cost, root_field_count
+from gql_api.execution.executor import Executor, RequestError, internal_error, request_error
+from gql_api.http.persisted import PersistedQueries
+from gql_api.http.rate_limits import RateLimited, RateLimiter
 from gql_api.logs import STORE_CALLS
-from gql_api.persisted import PersistedQueries
-from gql_api.rate_limits import RateLimited, RateLimiter
-from gql_api.service import PostService
+from gql_api.resolvers.context import RequestContext
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("gql_api.access")  # one line per request

@@ -31,8 +31,8 @@ from strawberry.execution.is_awaitable import optimized_is_awaitable
 
 from gql_api.caches import ByteBoundedCache, deep_size
 from gql_api.errors import ApiError
-from gql_api.fast_fields import FastExecutionContext, ResponseBudget
-from gql_api.query_limits import QueryLimits, limit_rules, validation_work
+from gql_api.execution.fast_fields import FastExecutionContext, ResponseBudget, prepare
+from gql_api.execution.query_limits import QueryLimits, limit_rules, validation_work
 
 log = logging.getLogger(__name__)
 _is_awaitable = cast(Callable[[Any], TypeGuard[Awaitable[Any]]], optimized_is_awaitable)
@@ -68,6 +68,7 @@ class Executor:
         self._rules = [*specified_rules, *limit_rules(self.limits)]
         self._schema = schema._schema
         self._executor_class = FastExecutionContext
+        prepare(schema)  # its plain fields wired for the short path
         self.documents: ByteBoundedCache[str, Checked] = ByteBoundedCache(
             CACHE_BYTES, CACHE_ENTRIES
         )

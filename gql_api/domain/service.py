@@ -13,34 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from gql_api.auth import Identity
-from gql_api.cursors import decode_cursor, encode_cursor, filter_key, malformed_cursor
-from gql_api.errors import (
-    BadUserInput,
-    Conflict,
-    Forbidden,
-    ImageStorageUnavailableError,
-    PostNotFound,
-    StoreUnavailableError,
-    Unauthenticated,
-)
-from gql_api.idempotency import check_idempotency_key, replayed, with_idempotency_key
-from gql_api.image_attachments import ImageAttachments
-from gql_api.images import ImageInputError, ImageStorage, UploadUrl
-from gql_api.logs import count_store_call
-from gql_api.stores.base import (
-    AlreadyExists,
-    InvalidPosition,
-    NotFound,
-    PageQuery,
-    PostChanges,
-    PostRecord,
-    PostStore,
-    ProfileRecord,
-    StoreUnavailable,
-    VersionConflict,
-)
-from gql_api.validation import (
+from gql_api.auth.identity import Identity
+from gql_api.domain.cursors import decode_cursor, encode_cursor, filter_key, malformed_cursor
+from gql_api.domain.idempotency import check_idempotency_key, replayed, with_idempotency_key
+from gql_api.domain.image_attachments import ImageAttachments
+from gql_api.domain.records import PostChanges, PostRecord, ProfileRecord
+from gql_api.domain.validation import (
     check_content,
     check_image_key_count,
     check_image_keys,
@@ -52,6 +30,26 @@ from gql_api.validation import (
     new_post_id,
     normalize_tag,
     normalize_tags,
+)
+from gql_api.errors import (
+    BadUserInput,
+    Conflict,
+    Forbidden,
+    ImageStorageUnavailableError,
+    PostNotFound,
+    StoreUnavailableError,
+    Unauthenticated,
+)
+from gql_api.images import ImageInputError, ImageStorage, UploadUrl
+from gql_api.logs import count_store_call
+from gql_api.stores.base import (
+    AlreadyExists,
+    InvalidPosition,
+    NotFound,
+    PageQuery,
+    PostStore,
+    StoreUnavailable,
+    VersionConflict,
 )
 
 log = logging.getLogger(__name__)
@@ -297,7 +295,7 @@ class PostService:
         return await self._images_call(self.images.read_urls(list(keys)))
 
     def _attachments(self) -> ImageAttachments:
-        """The images one mutation attaches or drops (see gql_api.image_attachments)."""
+        """The images one mutation attaches or drops (see gql_api.domain.image_attachments)."""
         return ImageAttachments(self.images, self._images_call, self._timeout, "input.imageKeys")
 
     async def _images_call(self, operation: Awaitable[T]) -> T:

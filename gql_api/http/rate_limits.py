@@ -6,7 +6,7 @@ that allowance a minute, so a client may spend a minute's worth at once, then wa
 - Writes: each mutation field (aliases included) is one write, spent from the user's
   bucket (``writes_per_minute``) and from the address's (ten times as many: an office
   behind one address holds many users).
-- Reads: each request spends its estimated cost (``gql_api.cost``) from the user's
+- Reads: each request spends its estimated cost (``gql_api.execution.cost``) from the user's
   bucket when signed in, else from the address's (``cost_per_minute``).
 
 A refusal spends nothing and says when to come back (``Retry-After``). The buckets live

@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from gql_api.auth import InvalidToken
+from gql_api.auth.identity import InvalidToken
 from gql_api.settings import Settings
 
 LOGIN = "https://login.microsoftonline.com"

@@ -59,7 +59,7 @@ class Package:
 
 
 def project_root() -> Path:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parent.parent  # tools/ is at the repository's root
     if not (root / "pyproject.toml").exists():
         raise PackagingError("run `gql-api package` from a source checkout of gql-api")
     return root

@@ -6,10 +6,11 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
-from gql_api.auth import dev_secret
+from gql_api.auth.dev import dev_secret
+from gql_api.domain.records import PostRecord
 from gql_api.settings import Settings
 from gql_api.stores import create_store
-from gql_api.stores.base import PageQuery, PostRecord, PostStore
+from gql_api.stores.base import PageQuery, PostStore
 
 Check = tuple[bool, str]
 
@@ -100,7 +101,7 @@ async def _probe(store: PostStore, settings: Settings) -> Check:
 
 async def _key_set(settings: Settings) -> Check:
     """The provider's signing keys can be fetched (what every sign-in needs)."""
-    from gql_api.jwks import KeySet, jwt_config
+    from gql_api.auth.jwks import KeySet, jwt_config
 
     config = jwt_config(settings)
     keys = KeySet(config.jwks_url)
@@ -121,8 +122,8 @@ async def _key_set(settings: Settings) -> Check:
 
 async def _issuer(settings: Settings) -> Check:
     """The provider's discovery document names the issuer configured (the tenant, the cloud)."""
-    from gql_api.entra import discovery_url, issuer_fix
-    from gql_api.jwks import fetch_discovery, jwt_config
+    from gql_api.auth.entra import discovery_url, issuer_fix
+    from gql_api.auth.jwks import fetch_discovery, jwt_config
 
     config = jwt_config(settings)
     url = settings.oidc_discovery_url

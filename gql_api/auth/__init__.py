@@ -1,0 +1,1 @@
+"""Who is calling: identities, dev tokens, provider JWTs (JWKS, presets)."""

@@ -1,0 +1,1 @@
+"""The rules above the stores: validation, ownership, versions, cursors, idempotency, images."""

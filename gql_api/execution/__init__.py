@@ -1,0 +1,1 @@
+"""Parsing, validating and executing operations: caches, limits, cost, the fast path."""

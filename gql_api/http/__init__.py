@@ -1,0 +1,1 @@
+"""GraphQL over HTTP: the endpoint, persisted queries, rate limits, `gql-api serve`'s server."""

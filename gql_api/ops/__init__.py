@@ -1,0 +1,1 @@
+"""Operating the service: the command line and `gql-api doctor`."""
