@@ -41,6 +41,7 @@ from gql_api.errors import (
     Unauthenticated,
 )
 from gql_api.images import ImageInputError, ImageStorage, UploadUrl
+from gql_api.images.base import utc_now
 from gql_api.logs import count_store_call
 from gql_api.stores.base import (
     AlreadyExists,
@@ -107,10 +108,6 @@ class Page:
     @property
     def end_cursor(self) -> str | None:
         return self.edges[-1].cursor if self.edges else None
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class PostService:

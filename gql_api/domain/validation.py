@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gql_api.errors import BadUserInput
-from gql_api.images.keys import CONTENT_TYPES, is_valid_image_key
+from gql_api.images.keys import CONTENT_TYPES, MAX_USER_ID_LENGTH, is_valid_image_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +24,7 @@ class Limits:
     max_images_per_post: int = 4
     max_page_size: int = 100
     default_page_size: int = 20
-    max_user_id_length: int = 256
+    max_user_id_length: int = MAX_USER_ID_LENGTH
     max_cursor_length: int = 1024
     max_nickname_length: int = 50
 

@@ -8,11 +8,10 @@ from datetime import UTC, datetime
 
 from gql_api.auth.dev import dev_secret
 from gql_api.domain.records import PostRecord
+from gql_api.images.base import Check
 from gql_api.settings import Settings
 from gql_api.stores import create_store
 from gql_api.stores.base import PageQuery, PostStore
-
-Check = tuple[bool, str]
 
 
 async def run_checks(settings: Settings) -> list[Check]:

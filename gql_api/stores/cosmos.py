@@ -1,50 +1,10 @@
 """Cosmos DB (NoSQL API) store, through ``azure.cosmos.aio``.
 
-Containers (in the database ``GQL_API_COSMOS_DATABASE``):
-
-- ``posts``, partition key ``/id``: one item per post (``id``, ``authorId``,
-  ``content``, ``isMarkdown``, ``tags``, ``imageKeys``, ``createdUs`` / ``updatedUs``
-  in microseconds, ``version``, ``authorNickname``). With the id as partition key a
-  read by id is a point read (about 1 RU), writes spread over every physical
-  partition, and no logical partition ever grows past one item.
-- ``profiles``, partition key ``/id`` (the user id, or its hash when Cosmos DB cannot
-  take it as an id: ``profile_document_id``): ``userId``, ``nickname``, ``updatedUs``.
-  Written by one ``upsert_item`` (atomic; the last write wins).
-
-Pages are single queries: ``SELECT TOP first+1 ... ORDER BY c.createdUs DESC, c.id
-DESC``, narrowed by ``c.authorId = @author`` and/or ``ARRAY_CONTAINS(c.tags, @tag)``
-and resumed after the last post's ``(createdUs, id)`` with a keyset condition, never
-``OFFSET``: page 40 costs what page 1 costs, every page but the last is full and
-``hasNextPage`` is exact. Keyset positions rather than the SDK's continuation tokens:
-a continuation token can only resume after the last item of a page it ended, while
-every edge's cursor must resume after that edge, and it cannot tell whether a next
-page exists without reading it. The indexing policy ``gql-api provision`` sets holds
-the composite indexes these queries need and leaves ``content`` out of the index
-(smaller write charge).
-
-Writes: create is one ``create_item``. Update (``replace_item``) and delete are
-conditional on the ETag the service read (``MatchConditions.IfNotModified``): a 412
-becomes ``VersionConflict``, a 404 ``NotFound``. Tags live in the post item.
-
-A 404 means "no such post" only when it answers the item's own request and is not
-Cosmos DB's "owner resource not found" (sub-status 1003): while the database or the
-posts container is missing, a point read, replace or delete is ``StoreUnavailable``,
-never a null post or ``NOT_FOUND`` a client could act on (drop its copy of the post).
-The SDK reads a container's properties before its first item request; that read's 404
-(the container itself missing, no sub-status) is the store being unavailable too.
-
-Retries: 429 (throttled) and transient errors are retried by the SDK's retry options,
-bounded (``retry_total``, ``retry_backoff_max``); every call is also bounded by
-``GQL_API_STORE_TIMEOUT``, past which the client gets ``STORE_UNAVAILABLE``. The
-request charge of each operation is logged at debug level.
-
-Scale: a million posts keep point reads at about 1 RU and a page at a few RU per
-physical partition. Feed queries are cross-partition: the SDK sends them to every
-physical partition and merges, so their charge grows with the number of physical
-partitions (one per 50 GB or 10,000 RU/s provisioned), not with the number of posts.
-A thousand writes a second spread over ids (no hot partition), at about 6-10 RU each
-with ``content`` out of the index: roughly 10,000 RU/s of throughput to provision or
-to be served by autoscale.
+Containers ``posts`` and ``profiles``, partitioned on ``/id``: a read is a point read, a
+page one keyset query (never ``OFFSET``), an update or delete conditional on the ETag
+read. A 404 means "no such post" only for the item's own request: while the database or
+container is missing, every call is ``StoreUnavailable``. Layout, indexing policy,
+request charges and scale: README, "The Cosmos DB store".
 """
 
 from __future__ import annotations

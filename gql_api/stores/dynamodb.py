@@ -1,51 +1,9 @@
 """DynamoDB store: one table, four global secondary indexes, aioboto3's async client.
 
-Items (``pk``/``sk`` are the table's keys):
-
-- post ``POST#<id>`` / ``POST``: every field, plus ``feedPk`` = ``FEED#<shard>``,
-  ``authorPk`` = ``AUTHOR#<authorId>`` and ``feedSk`` = ``<createdAt µs, 16 digits>#<id>``.
-- tag entry ``POST#<id>`` / ``TAG#<tag>``: ``tagPk`` = ``TAG#<tag>``, ``tagAuthorPk`` =
-  ``TAG#<tag> <authorId>`` (a tag holds no space, so this is unambiguous), ``feedSk``.
-  Written in the same ``TransactWriteItems`` as its post, so it never outlives or
-  precedes it.
-- profile ``PROFILE#<userId>`` / ``PROFILE``: ``userId``, ``nickname``, ``updatedAt``.
-  Written with one unconditional ``PutItem`` (atomic; the last write wins), read for
-  a whole page of authors with one ``BatchGetItem``. One item per user: no hot key.
-
-Indexes (all sorted by ``feedSk``, read newest first with ``ScanIndexForward=False``):
-``feed`` (``feedPk``, projection ALL), ``author`` (``authorPk``, ALL), ``tag``
-(``tagPk``, KEYS_ONLY) and ``tagAuthor`` (``tagAuthorPk``, KEYS_ONLY).
-
-Reads: a post by id is one ``GetItem`` (strongly consistent). A feed or author page is
-one ``Query`` with ``Limit = first + 1`` and no filter, so it is full and
-``hasNextPage`` is exact. A tag page is one ``Query`` on the keys-only index plus one
-``BatchGetItem`` of the posts (tag entries stay small: a post's tags cost a few
-hundred bytes each, not copies of the post). A cursor holds the position of the last
-post, which is the sort key of the ``LastEvaluatedKey``; the next page resumes with
-the key condition ``feedSk < :position``, equivalent to ``ExclusiveStartKey`` but valid
-from any edge and across shards. DynamoDB returns at most 1 MB per ``Query``: a page of
-very large posts may take a further ``Query`` to fill.
-
-Writes: create is one ``TransactWriteItems`` (the post, conditional on not existing,
-and its tag entries). Update and delete are one transaction conditional on the
-version the service read (``version = :read``), adding and removing tag entries in
-the same transaction; a failed condition comes back with the stored item
-(``ReturnValuesOnConditionCheckFailure``) and becomes ``VersionConflict`` or
-``NotFound``; nothing is ever half written.
-
-Scale: a million posts change nothing for reads (every read is a key lookup or one
-key range). Writes spread over post ids, except the ``feed`` index, whose partition
-key every post shares: one partition takes about 1,000 writes a second (fewer for
-large posts: the index holds the whole post). ``GQL_API_DYNAMODB_FEED_SHARDS``
-spreads the feed over N partition keys (``FEED#<hash(id) mod N>``); a feed page then
-queries the N shards in parallel and merges them, costing N queries (and N times
-``first + 1`` items read) per page instead of one. With the default of 1 the feed
-carries roughly a thousand small posts a second; for more, raise the shard count
-(only ever raise it: posts stay in the shard they were written to). A tag that is
-itself written a thousand times a second is a hot key of the same kind.
-Eventual consistency: the indexes trail the table by a fraction of a second, so a
-post just written may be missing from the feed for that long, and a tag page may
-skip a post deleted a moment ago.
+Posts, their tag entries and profiles share the table; every read is a key lookup or
+one key range, every write one transaction. The item layout, the indexes and what
+happens at a million posts and a thousand writes a second: README, "The DynamoDB
+store" (and ``table_definition``, which `gql-api provision` and the SAM template share).
 """
 
 from __future__ import annotations

@@ -1,41 +1,8 @@
 """Firestore store: one document per post, read and written with the async client.
 
-Layout (collection names take ``GQL_API_FIRESTORE_PREFIX`` in front):
-
-- ``posts/<id>``: ``id``, ``authorId``, ``content``, ``isMarkdown``, ``tags`` (array),
-  ``imageKeys``, ``createdAt`` / ``updatedAt`` (timestamps), ``version``,
-  ``authorNickname``.
-- ``profiles/<userId>``: ``userId``, ``nickname``, ``updatedAt``, written whole by one
-  ``set`` (atomic; the last write wins). A user id Firestore cannot take as a document
-  id (one with ``/``, say) is named by its hash (``profile_document_id``).
-
-Reads: a post is one document get. Every page is one query ordered by ``createdAt``
-then ``id``, both descending, with ``limit(first + 1)`` (full pages, exact
-``hasNextPage``): the feed has no filter, the author feed ``authorId ==``, the tag
-feed ``tags array-contains``, and both together for a tag by one author. Cursors hold
-the last post's ``createdAt`` and ``id`` and resume with ``start_after``. Production
-Firestore needs one composite index per query shape: they are listed in
-``firestore.indexes.json`` (deploy with ``firebase deploy --only firestore:indexes``),
-``gql-api provision`` creates them through the Admin API, and ``gql-api doctor`` runs
-each query shape once to prove its index is there.
-
-Writes: create is one ``create`` (fails if the id exists). Update and delete are one
-write with an update-time precondition: the write applies only if the document is
-still the one the service read (its update time travels with the record as its
-``etag``), so a lost race is ``VersionConflict`` and nothing is lost. Tags live in the
-post document itself, so the tag feed can never disagree with the post.
-
-Retries: transient errors (ABORTED, UNAVAILABLE, DEADLINE_EXCEEDED) are retried by the
-SDK's ``AsyncRetry``, within ``GQL_API_STORE_TIMEOUT``; past it the client gets
-``STORE_UNAVAILABLE``.
-
-Scale: a million posts change nothing for reads (an index range per page). Writes
-spread over document ids, but every post adds an entry at the newest end of the
-``createdAt`` indexes; Firestore advises at most about 500 writes a second into an
-index on a monotonically increasing field before the index range hotspots, so a
-thousand posts a second needs that limit raised with Google support or the feed
-indexes sharded (a ``shard`` field in each index, merged on read, at N queries per
-page). A single author or tag written that fast hotspots the same way.
+A page is one query on a composite index (``INDEXES``, also ``firestore.indexes.json``);
+update and delete are conditional on the update time read. Layout, indexes, retries and
+scale: README, "The Firestore store".
 """
 
 from __future__ import annotations

@@ -1,23 +1,8 @@
 """The embedded store: SQLite in WAL mode through aiosqlite (each connection on its own thread).
 
-Layout: ``posts`` holds one row per post, with indexes for the newest-first feed
-``(created_us DESC, id DESC)`` and the per-author feed. ``post_tags`` holds one row per
-(tag, post), written in the same transaction as the post, so the per-tag feed is one
-index range scan. Pages are keyset pages: ``WHERE (created_us, id) < (?, ?) ORDER BY
-created_us DESC, id DESC LIMIT first + 1``, so page 40 costs what page 1 costs and every
-page but the last is full, filters included.
-
-Concurrency: one writer connection behind an ``asyncio.Lock`` (SQLite has one writer at a
-time anyway; ``BEGIN IMMEDIATE`` plus ``busy_timeout`` covers other processes) and a small
-pool of reader connections, which WAL lets read while a write is in progress. Updates and
-deletes are conditional on the version (``WHERE id = ? AND version = ?``), so no write
-is ever lost between a read and a write.
-
-Scale: one file on one machine. It carries a million posts (a page is an index range
-scan: its cost is independent of the table size and of the page depth), but writes are
-serialized: expect hundreds to low thousands of small writes a second on an SSD, not a
-fleet of instances. A thousand writes a second from many containers is a job for a
-cloud store.
+One writer connection behind a lock and a pool of readers; keyset pages on indexes;
+updates and deletes conditional on the version. Layout, durability
+(``GQL_API_SQLITE_SYNCHRONOUS``) and scale: README, "The SQLite store".
 """
 
 from __future__ import annotations
