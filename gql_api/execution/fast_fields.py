@@ -150,8 +150,7 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 pass
             else:
                 if budget is not None:
-                    budget.left -= LEAF_OVERHEAD + _json_size(value)
-                    budget.exceeded = budget.left < 0
+                    budget.spend(value)
                 return value
         return super().execute_field(
             parent_type, source, field_details_list, path, position_context
