@@ -25,7 +25,7 @@ from gql_api.execution.query_limits import QueryLimits
 from gql_api.http.endpoint import GRAPHIQL_STATIC, GraphQLEndpoint
 from gql_api.http.rate_limits import RateLimiter, RateLimits
 from gql_api.images import ImageStorage, open_image_storage, upload_url_ttl
-from gql_api.schema import schema
+from gql_api.schema.root import schema
 from gql_api.settings import Settings
 from gql_api.stores import create_store
 from gql_api.stores.base import PostStore

@@ -15,7 +15,7 @@ from gql_api.execution.executor import Executor, RequestError
 from gql_api.http import persisted
 from gql_api.http.persisted import PersistedQueries
 from gql_api.images.base import ReadUrlCache
-from gql_api.schema import schema
+from gql_api.schema.root import schema
 
 WIDE = (
     "query Wide { "

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gql_api.schema import sdl
+from gql_api.schema.root import sdl
 from tests.helpers import cli_env, free_port, run_cli
 from tests.servers import gql_api_server
 

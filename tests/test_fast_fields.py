@@ -117,7 +117,7 @@ def test_the_short_path_is_taken_for_registered_leaves() -> None:
 
 
 def test_the_schema_registers_the_plain_leaves_of_a_post() -> None:
-    from gql_api.schema import schema
+    from gql_api.schema.root import schema
 
     fast_fields.prepare(schema)  # what the executor does with the schema it runs
 

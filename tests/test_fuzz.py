@@ -18,7 +18,7 @@ from hypothesis_graphql import from_schema
 from gql_api.auth.dev import mint_dev_token
 from gql_api.domain.validation import LIMITS
 from gql_api.images import is_valid_image_key
-from gql_api.schema import sdl
+from gql_api.schema.root import sdl
 from gql_api.settings import Settings
 from tests.helpers import DEV_SECRET, NO_RATE_LIMITS, cli_env
 from tests.servers import gql_api_server

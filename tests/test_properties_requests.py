@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from gql_api.domain.validation import LIMITS
 from gql_api.execution.cost import estimate_cost
 from gql_api.execution.query_limits import QueryLimits, limit_rules
-from gql_api.schema import schema
+from gql_api.schema.root import schema
 from tests.property_strategies import FEW, PROPERTY, json_values
 
 FRAGMENTS = ("F0", "F1", "F2")

@@ -35,6 +35,8 @@ from graphql.pyutils import Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.field import StrawberryField
 
+from gql_api.resolvers.fields import DIRECT_RESOLVER
+
 
 class _Fallback(Exception):
     """The short path cannot answer: graphql-core's own path will."""
@@ -189,8 +191,6 @@ def prepare(built: strawberry.Schema) -> None:
     if built in _PREPARED:
         return
     _PREPARED.append(built)
-    from gql_api.schema.types import _post_author, _post_image_urls
-
     for graphql_type in built._schema.type_map.values():
         if graphql_type.name.startswith("__") or not isinstance(graphql_type, GraphQLObjectType):
             continue
@@ -198,18 +198,16 @@ def prepare(built: strawberry.Schema) -> None:
             definition = (field.extensions or {}).get("strawberry-definition")
             if definition is None or definition.extensions or definition.permission_classes:
                 continue
+            direct = definition.metadata.get(DIRECT_RESOLVER)
+            if direct is not None:
+                # It reads only info.context, which graphql-core's own info carries too.
+                field.resolve = direct
+                continue
             read = _reader(definition)
             if read is None:
                 continue
             field.resolve = _resolve_by(read)
             register(built._schema, graphql_type, field_name, read)
-    # Post.author and Post.imageUrls read only info.context, which graphql-core's own info
-    # carries too: they are called directly, without Strawberry's wrapper (20 times on a
-    # page of 20).
-    post_type = built._schema.type_map["Post"]
-    assert isinstance(post_type, GraphQLObjectType)
-    post_type.fields["author"].resolve = cast(GraphQLFieldResolver, _post_author)
-    post_type.fields["imageUrls"].resolve = cast(GraphQLFieldResolver, _post_image_urls)
 
 
 def _reader(definition: StrawberryField) -> Callable[[object], object] | None:

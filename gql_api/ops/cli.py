@@ -110,7 +110,7 @@ def token(user_id: str, admin: bool, nickname: str | None, expires_in: int) -> N
 @main.command()
 def schema() -> None:
     """Print the GraphQL schema (SDL)."""
-    from gql_api.schema import sdl
+    from gql_api.schema.root import sdl
 
     click.echo(sdl(), nl=False)
 

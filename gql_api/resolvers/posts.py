@@ -12,7 +12,8 @@ from strawberry.types.nodes import SelectedField, Selection
 
 from gql_api.domain.service import NewPost, PostEdit
 from gql_api.resolvers.context import RequestContext
-from gql_api.schema.types import (
+from gql_api.schema.types import Post, PostConnection, PostEdge
+from gql_api.schema.values import (
     CreatePostInput,
     DeletePostPayload,
     ExpectedVersion,
@@ -20,9 +21,6 @@ from gql_api.schema.types import (
     Header,
     IdempotencyKey,
     PageInfo,
-    Post,
-    PostConnection,
-    PostEdge,
     UpdatePostInput,
     UploadUrl,
     given,

@@ -7,7 +7,8 @@ from strawberry.types import Info
 
 from gql_api.domain.validation import check_user_id
 from gql_api.resolvers.context import RequestContext
-from gql_api.schema.types import Limits, Profile, Viewer
+from gql_api.schema.types import Viewer
+from gql_api.schema.values import Limits, Profile
 
 Context = Info[RequestContext, None]
 
