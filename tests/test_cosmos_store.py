@@ -14,7 +14,7 @@ import pytest
 from gql_api.domain.records import PostChanges, PostRecord
 from gql_api.domain.service import NewPost, PostEdit, PostService
 from gql_api.errors import StoreUnavailableError
-from gql_api.stores.base import NotFound, StoreUnavailable
+from gql_api.stores.base import DatabaseUnavailable, NoSuchPost
 from gql_api.stores.cosmos import POSTS, CosmosStore
 from tests.conftest import COSMOS_KEY
 from tests.helpers import ALICE, BOB, StepClock, cli_env, free_port, record, run_cli
@@ -182,9 +182,9 @@ async def test_a_missing_item_is_no_such_post(counted: tuple[CosmosStore, RoundT
     post = await store.create(record())
     await store.delete(post)
     assert await store.get(post.id) is None
-    with pytest.raises(NotFound):
+    with pytest.raises(NoSuchPost):
         await store.update(post, changes_of(post))
-    with pytest.raises(NotFound):
+    with pytest.raises(NoSuchPost):
         await store.delete(post)
 
 
@@ -203,11 +203,11 @@ async def test_a_point_read_or_write_in_a_missing_container_is_store_unavailable
         await database.delete_container(POSTS)
     else:
         await store._client.delete_database(store.database_name)
-    with pytest.raises(StoreUnavailable, match="run `gql-api provision`"):
+    with pytest.raises(DatabaseUnavailable, match="run `gql-api provision`"):
         await store.get(post.id)
-    with pytest.raises(StoreUnavailable, match="run `gql-api provision`"):
+    with pytest.raises(DatabaseUnavailable, match="run `gql-api provision`"):
         await store.update(post, changes_of(post))
-    with pytest.raises(StoreUnavailable, match="run `gql-api provision`"):
+    with pytest.raises(DatabaseUnavailable, match="run `gql-api provision`"):
         await store.delete(post)
     service = PostService(store, timeout=5)
     with pytest.raises(StoreUnavailableError):
@@ -228,11 +228,11 @@ async def test_a_fresh_client_on_a_missing_container_is_store_unavailable(
         if missing == "container":  # the database alone: no containers in it
             await store._client.create_database_if_not_exists(name)
         post = record()
-        with pytest.raises(StoreUnavailable, match="run `gql-api provision`"):
+        with pytest.raises(DatabaseUnavailable, match="run `gql-api provision`"):
             await store.get(post.id)
-        with pytest.raises(StoreUnavailable, match="run `gql-api provision`"):
+        with pytest.raises(DatabaseUnavailable, match="run `gql-api provision`"):
             await store.update(post, changes_of(post))
-        with pytest.raises(StoreUnavailable, match="run `gql-api provision`"):
+        with pytest.raises(DatabaseUnavailable, match="run `gql-api provision`"):
             await store.delete(post)
     finally:
         await store.close()

@@ -26,7 +26,7 @@ from gql_api.images import ImageStorage, NotAttachable, open_image_storage
 from gql_api.images.base import pending_name
 from gql_api.images.gcs import SIZE_HEADER
 from gql_api.settings import Settings
-from gql_api.stores.base import PageQuery, StoreUnavailable
+from gql_api.stores.base import DatabaseUnavailable, PageQuery
 from gql_api.stores.memory import MemoryStore
 from tests import image_storages
 from tests.image_api import (
@@ -300,7 +300,7 @@ class FailingFirstCreate(MemoryStore):
     async def create(self, post: PostRecord) -> PostRecord:
         if not self.failed:
             self.failed = True
-            raise StoreUnavailable("the database is away")
+            raise DatabaseUnavailable("the database is away")
         return await super().create(post)
 
 
@@ -334,7 +334,7 @@ class LosingFirstAnswer(MemoryStore):
         stored = await super().create(post)
         if not self.lost:
             self.lost = True
-            raise StoreUnavailable("the answer was lost")
+            raise DatabaseUnavailable("the answer was lost")
         return stored
 
 

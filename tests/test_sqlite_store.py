@@ -17,7 +17,7 @@ from gql_api.errors import StoreUnavailableError
 from gql_api.settings import Settings, SettingsError, load_settings
 from gql_api.stores import create_store
 from gql_api.stores import sqlite as sqlite_module
-from gql_api.stores.base import PageQuery, StoreUnavailable
+from gql_api.stores.base import DatabaseUnavailable, PageQuery
 from gql_api.stores.sqlite import MIGRATIONS, SqliteStore, _fetchall, _page_sql
 from tests.helpers import ALICE, record
 
@@ -101,7 +101,7 @@ async def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> Non
     with sqlite3.connect(path) as db:
         db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     store = SqliteStore(path)
-    with pytest.raises(StoreUnavailable, match="upgrade gql-api"):
+    with pytest.raises(DatabaseUnavailable, match="upgrade gql-api"):
         await store.open()
 
 
@@ -109,7 +109,7 @@ async def test_a_path_that_cannot_hold_a_database_is_store_unavailable(tmp_path:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     store = SqliteStore(blocker / "gql-api.db")
-    with pytest.raises(StoreUnavailable, match="cannot open"):
+    with pytest.raises(DatabaseUnavailable, match="cannot open"):
         await store.open()
 
 
@@ -117,9 +117,9 @@ async def test_a_closed_store_is_unavailable_not_broken(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "gql-api.db")
     await store.open()
     await store.close()
-    with pytest.raises(StoreUnavailable):
+    with pytest.raises(DatabaseUnavailable):
         await store.get("x")
-    with pytest.raises(StoreUnavailable):
+    with pytest.raises(DatabaseUnavailable):
         await store.create(record())
 
 
@@ -192,7 +192,7 @@ async def test_a_write_whose_work_ends_past_the_deadline_is_rolled_back(
         with pytest.raises(StoreUnavailableError):
             await service.create_post(ALICE, NewPost(content="late", tags=["t"]))
         assert time.monotonic() - started < 0.75  # the service's timeout answered
-        with pytest.raises(StoreUnavailable, match="deadline"):  # the store alone, too
+        with pytest.raises(DatabaseUnavailable, match="deadline"):  # the store alone, too
             await store.create(record(tags=("t",)))
         await asyncio.sleep(0.5)  # the first transaction has ended by now
         # Neither write took effect, posts nor tags...

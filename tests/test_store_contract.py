@@ -12,7 +12,7 @@ import pytest
 
 from gql_api.domain.records import PostChanges, PostRecord, ProfileRecord
 from gql_api.images import new_image_key
-from gql_api.stores.base import InvalidPosition, NotFound, PageQuery, PostStore, VersionConflict
+from gql_api.stores.base import InvalidPosition, NoSuchPost, PageQuery, PostStore, VersionConflict
 from tests.helpers import record
 
 
@@ -79,7 +79,7 @@ async def test_update_with_stale_version_conflicts_and_changes_nothing(store: Po
 
 
 async def test_update_of_missing_post_is_not_found(store: PostStore) -> None:
-    with pytest.raises(NotFound):
+    with pytest.raises(NoSuchPost):
         await store.update(record(), changes_of(record()))
 
 
@@ -92,7 +92,7 @@ async def test_delete_conditional_on_version(store: PostStore) -> None:
     assert await store.get(post.id) == newer
     await store.delete(newer)
     assert await store.get(post.id) is None
-    with pytest.raises(NotFound):
+    with pytest.raises(NoSuchPost):
         await store.delete(newer)
     assert (await store.list_posts(PageQuery(first=10, tag="t"))).posts == []
 
@@ -218,9 +218,9 @@ async def test_any_id_is_safe_to_read_update_and_delete(store: PostStore, post_i
     stored = await store.create(record())
     assert await store.get(post_id) is None
     ghost = dataclasses.replace(stored, id=post_id)
-    with pytest.raises(NotFound):
+    with pytest.raises(NoSuchPost):
         await store.update(ghost, changes_of(ghost, content="changed"))
-    with pytest.raises(NotFound):
+    with pytest.raises(NoSuchPost):
         await store.delete(ghost)
     with pytest.raises(ValueError, match="id"):
         await store.create(dataclasses.replace(record(), id=post_id))

@@ -45,11 +45,11 @@ from gql_api.images.base import utc_now
 from gql_api.logs import count_store_call
 from gql_api.stores.base import (
     AlreadyExists,
+    DatabaseUnavailable,
     InvalidPosition,
-    NotFound,
+    NoSuchPost,
     PageQuery,
     PostStore,
-    StoreUnavailable,
     VersionConflict,
 )
 
@@ -338,7 +338,7 @@ class PostService:
                 await before(current)
             try:
                 return await self._call(attempt(current))
-            except NotFound:
+            except NoSuchPost:
                 raise _not_found(post_id) from None
             except VersionConflict as exc:
                 if expected_version is not None:
@@ -352,7 +352,7 @@ class PostService:
         try:
             async with asyncio.timeout(self._timeout):
                 return await operation
-        except (TimeoutError, StoreUnavailable) as exc:
+        except (TimeoutError, DatabaseUnavailable) as exc:
             log.warning("store %s unavailable: %r", self.store.name, exc)
             raise StoreUnavailableError(
                 "the database is unavailable (it failed or did not answer in time); try again"

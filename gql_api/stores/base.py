@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from gql_api.domain.records import PostChanges, PostRecord, ProfileRecord
+
+Client = TypeVar("Client")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,15 +53,49 @@ async def with_etag(
     current: PostRecord, read: Callable[[str], Awaitable[PostRecord | None]]
 ) -> PostRecord:
     """``current`` carrying the store's concurrency token: as it is when it was read from
-    the store, else read again (``NotFound`` or ``VersionConflict`` if gone or changed)."""
+    the store, else read again (``NoSuchPost`` or ``VersionConflict`` if gone or changed)."""
     if current.etag is not None:
         return current
     stored = await read(current.id)
     if stored is None:
-        raise NotFound(current.id)
+        raise NoSuchPost(current.id)
     if stored.version != current.version:
         raise VersionConflict(stored.version)
     return stored
+
+
+async def lost_race(
+    post_id: str, read: Callable[[str], Awaitable[PostRecord | None]]
+) -> StoreError:
+    """Why a conditional write was refused, read back: ``NoSuchPost`` if the post is gone,
+    else ``VersionConflict`` with the version another writer made (raise it ``from None``)."""
+    stored = await read(post_id)
+    if stored is None:
+        return NoSuchPost(post_id)
+    return VersionConflict(stored.version)
+
+
+def opened(client: Client | None) -> Client:
+    """A store's SDK client, or ``DatabaseUnavailable`` once the store is closed."""
+    if client is None:
+        raise DatabaseUnavailable("the store is closed")
+    return client
+
+
+@contextmanager
+def translated(outage: Callable[[Exception], str | None]) -> Iterator[None]:
+    """Where a store calls its SDK: an error that ``outage`` describes (the database is
+    not there, throttles, refuses the credentials) becomes ``DatabaseUnavailable`` with
+    that description; any other error, the store's own included, passes unchanged."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except Exception as error:
+        reason = outage(error)
+        if reason is None:
+            raise
+        raise DatabaseUnavailable(reason) from error
 
 
 # Post ids every database can hold as a key or document id, with room for test ids. Any
@@ -73,9 +110,9 @@ def is_storable_post_id(post_id: str) -> bool:
 
 
 def stored_post_id(post_id: str) -> str:
-    """``post_id`` for a conditional write; ``NotFound`` when no store could hold it."""
+    """``post_id`` for a conditional write; ``NoSuchPost`` when no store could hold it."""
     if not is_storable_post_id(post_id):
-        raise NotFound("no stored post can have this id")
+        raise NoSuchPost("no stored post can have this id")
     return post_id
 
 
@@ -104,7 +141,7 @@ class StoreError(Exception):
     """Base of the errors every store raises."""
 
 
-class NotFound(StoreError):
+class NoSuchPost(StoreError):
     """No post has this id."""
 
 
@@ -124,7 +161,7 @@ class InvalidPosition(StoreError):
     """A position token this store did not make (or made for another query)."""
 
 
-class StoreUnavailable(StoreError):
+class DatabaseUnavailable(StoreError):
     """The database did not answer, or not in time."""
 
 
@@ -140,7 +177,7 @@ class PostStore(Protocol):
         """Release connections. Called once on shutdown."""
 
     async def ping(self) -> None:
-        """Answer when the database answers; raise ``StoreUnavailable`` when not."""
+        """Answer when the database answers; raise ``DatabaseUnavailable`` when not."""
 
     async def provision(self) -> str:
         """Create what the store needs (tables, indexes); idempotent. Says what it did."""
@@ -158,13 +195,13 @@ class PostStore(Protocol):
 
         ``current`` is the record as the caller read it (stores use its tags to keep
         their tag entries in step without another read). Returns the new record
-        (version + 1). Raises ``NotFound`` or ``VersionConflict``; never writes part.
+        (version + 1). Raises ``NoSuchPost`` or ``VersionConflict``; never writes part.
         """
 
     async def delete(self, current: PostRecord) -> None:
         """Delete only if the stored version is still ``current.version``.
 
-        Raises ``NotFound`` or ``VersionConflict``; never deletes part.
+        Raises ``NoSuchPost`` or ``VersionConflict``; never deletes part.
         """
 
     async def list_posts(self, query: PageQuery) -> PostPage:

@@ -3,7 +3,7 @@
 Containers ``posts`` and ``profiles``, partitioned on ``/id``: a read is a point read, a
 page one keyset query (never ``OFFSET``), an update or delete conditional on the ETag
 read. A 404 means "no such post" only for the item's own request: while the database or
-container is missing, every call is ``StoreUnavailable``. Layout, indexing policy,
+container is missing, every call is ``DatabaseUnavailable``. Layout, indexing policy,
 request charges and scale: README, "The Cosmos DB store".
 """
 
@@ -14,21 +14,23 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from gql_api.domain.records import PostChanges, PostRecord, ProfileRecord
+from gql_api.domain.records import PostChanges, PostRecord, ProfileRecord, apply_changes
 from gql_api.stores.base import (
     AlreadyExists,
-    NotFound,
+    NoSuchPost,
     PageQuery,
     PostPage,
-    StoreUnavailable,
-    VersionConflict,
     is_storable_post_id,
+    lost_race,
+    opened,
     page_of,
     profile_document_id,
     storable_post,
     stored_post_id,
+    translated,
     with_etag,
 )
+from gql_api.stores.documents import DocumentCodec
 from gql_api.stores.keyset import from_micros, parse_position, position_of, to_micros
 
 if TYPE_CHECKING:
@@ -138,22 +140,14 @@ class CosmosStore:
         async with self._calling() as database:
             try:
                 item = await database.get_container_client(POSTS).create_item(
-                    _item(storable_post(post)), response_hook=self._charged("create")
+                    CODEC.post(storable_post(post)), response_hook=self._charged("create")
                 )
             except CosmosResourceExistsError:
                 raise AlreadyExists(post.id) from None
         return _record(item)
 
     async def update(self, current: PostRecord, changes: PostChanges) -> PostRecord:
-        body = _item(current)
-        body.update(
-            content=changes.content,
-            isMarkdown=changes.is_markdown,
-            tags=list(changes.tags),
-            imageKeys=list(changes.image_keys),
-            updatedUs=to_micros(changes.updated_at),
-            version=current.version + 1,
-        )
+        body = CODEC.post(apply_changes(current, changes))
         async with self._conditional(current) as (posts, condition):
             item = await posts.replace_item(
                 current.id, body, **condition, response_hook=self._charged("update")
@@ -208,24 +202,12 @@ class CosmosStore:
                 response_hook=self._charged("profiles"),
             )
             items = [item async for item in pages]
-        profiles = {}
-        for item in items:
-            user_id = by_item[item["id"]]
-            updated = item.get("updatedUs")
-            profiles[user_id] = ProfileRecord(
-                user_id=user_id,
-                nickname=item.get("nickname"),
-                updated_at=None if updated is None else from_micros(updated),
-            )
-        return profiles
+        return {
+            by_item[item["id"]]: CODEC.profile_record(by_item[item["id"]], item) for item in items
+        }
 
     async def put_profile(self, profile: ProfileRecord) -> ProfileRecord:
-        body = {
-            "id": profile_document_id(profile.user_id),
-            "userId": profile.user_id,
-            "nickname": profile.nickname,
-            "updatedUs": None if profile.updated_at is None else to_micros(profile.updated_at),
-        }
+        body = {"id": profile_document_id(profile.user_id), **CODEC.profile(profile)}
         async with self._calling() as database:
             await database.get_container_client(PROFILES).upsert_item(
                 body, response_hook=self._charged("profile")
@@ -310,7 +292,7 @@ class CosmosStore:
     async def _conditional(
         self, current: PostRecord
     ) -> AsyncIterator[tuple[ContainerProxy, dict[str, Any]]]:
-        """A write on the item as read (its ETag); else NotFound or VersionConflict."""
+        """A write on the item as read (its ETag); else NoSuchPost or VersionConflict."""
         from azure.core import MatchConditions
         from azure.cosmos.exceptions import (
             CosmosAccessConditionFailedError,
@@ -326,16 +308,21 @@ class CosmosStore:
             except CosmosResourceNotFoundError as error:
                 if _owner_missing(error):
                     raise  # _calling: the database or the container is missing
-                raise NotFound(current.id) from None
+                raise NoSuchPost(current.id) from None
             except CosmosAccessConditionFailedError:
-                stored = await self.get(current.id)  # the race was lost: to whom?
-                if stored is None:
-                    raise NotFound(current.id) from None
-                raise VersionConflict(stored.version) from None
+                raise await lost_race(current.id, self.get) from None
 
     @asynccontextmanager
     async def _calling(self, *, existing: bool = True) -> AsyncIterator[Any]:
-        """The database proxy (or, for provisioning, its name); SDK outages -> StoreUnavailable."""
+        """The database proxy (or, for provisioning, its name), SDK outages translated."""
+        client = opened(self._client)
+        target: DatabaseProxy | str = (
+            client.get_database_client(self.database_name) if existing else self.database_name
+        )
+        with translated(self._outage):
+            yield target
+
+    def _outage(self, error: Exception) -> str | None:
         from azure.core.exceptions import (
             ClientAuthenticationError,
             ServiceRequestError,
@@ -343,31 +330,23 @@ class CosmosStore:
         )
         from azure.cosmos.exceptions import CosmosHttpResponseError
 
-        client = self._client
-        if client is None:
-            raise StoreUnavailable("the store is closed")
-        target: DatabaseProxy | str = (
-            client.get_database_client(self.database_name) if existing else self.database_name
-        )
-        try:
-            yield target
-        except (ServiceRequestError, ServiceResponseError, ClientAuthenticationError) as error:
-            raise StoreUnavailable(f"Cosmos DB unreachable: {error}") from error
-        except CosmosHttpResponseError as error:
-            if (
-                error.status_code in (401, 403, 408, 429, 449, 500, 503)
-                or error.status_code is None
-            ):
-                raise StoreUnavailable(f"Cosmos DB {error.status_code}: {error.message}") from error
-            if error.status_code == 404:
-                # A point read or write that finds no item handles its 404 itself; one
-                # that gets here (a query, a create, the ping) means that the database
-                # or a container is missing: not the client's fault, and not a crash.
-                raise StoreUnavailable(
-                    f"Cosmos DB: database {self.database_name} or one of its containers "
-                    "is missing; run `gql-api provision`"
-                ) from error
-            raise
+        if isinstance(
+            error, ServiceRequestError | ServiceResponseError | ClientAuthenticationError
+        ):
+            return f"Cosmos DB unreachable: {error}"
+        if not isinstance(error, CosmosHttpResponseError):
+            return None
+        if error.status_code in (401, 403, 408, 429, 449, 500, 503) or error.status_code is None:
+            return f"Cosmos DB {error.status_code}: {error.message}"
+        if error.status_code == 404:
+            # A point read or write that finds no item handles its 404 itself; one that
+            # gets here (a query, a create, the ping) means that the database or a
+            # container is missing: not the client's fault, and not a crash.
+            return (
+                f"Cosmos DB: database {self.database_name} or one of its containers "
+                "is missing; run `gql-api provision`"
+            )
+        return None
 
 
 def _owner_missing(error: Any) -> bool:
@@ -397,35 +376,10 @@ def _has_indexes(properties: Mapping[str, Any]) -> bool:
     return all(index in present for index in COMPOSITE_INDEXES)
 
 
-def _item(post: PostRecord) -> dict[str, Any]:
-    return {
-        "id": post.id,
-        "authorId": post.author_id,
-        "content": post.content,
-        "isMarkdown": post.is_markdown,
-        "tags": list(post.tags),
-        "imageKeys": list(post.image_keys),
-        "createdUs": to_micros(post.created_at),
-        "updatedUs": None if post.updated_at is None else to_micros(post.updated_at),
-        "version": post.version,
-        "authorNickname": post.author_nickname,
-        "idempotencyDigest": post.idempotency_digest,
-    }
+# Times as integer microseconds (createdUs, updatedUs: exact, and ordered as numbers),
+# absent values as nulls; the ETag is Cosmos DB's own _etag.
+CODEC = DocumentCodec("createdUs", "updatedUs", write_time=to_micros, read_time=from_micros)
 
 
 def _record(item: Mapping[str, Any]) -> PostRecord:
-    updated = item.get("updatedUs")
-    return PostRecord(
-        id=item["id"],
-        author_id=item["authorId"],
-        content=item["content"],
-        is_markdown=item["isMarkdown"],
-        tags=tuple(item["tags"]),
-        image_keys=tuple(item["imageKeys"]),
-        created_at=from_micros(item["createdUs"]),
-        updated_at=None if updated is None else from_micros(updated),
-        version=item["version"],
-        author_nickname=item.get("authorNickname"),
-        idempotency_digest=item.get("idempotencyDigest"),
-        etag=item.get("_etag"),
-    )
+    return CODEC.post_record(item, etag=item.get("_etag"))

@@ -19,15 +19,19 @@ from typing import TYPE_CHECKING, Any
 from gql_api.domain.records import PostChanges, PostRecord, ProfileRecord, apply_changes
 from gql_api.stores.base import (
     AlreadyExists,
-    NotFound,
+    DatabaseUnavailable,
+    NoSuchPost,
     PageQuery,
     PostPage,
-    StoreUnavailable,
     VersionConflict,
     is_storable_post_id,
+    lost_race,
+    opened,
     storable_post,
     stored_post_id,
+    translated,
 )
+from gql_api.stores.documents import DocumentCodec
 from gql_api.stores.keyset import from_micros, parse_position, position_of, to_micros
 
 if TYPE_CHECKING:
@@ -140,7 +144,7 @@ class DynamoDBStore:
         region = self.region or session.region_name
         if region is None:
             if self.endpoint_url is None:
-                raise StoreUnavailable("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION)")
+                raise DatabaseUnavailable("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION)")
             region = LOCAL_REGION
         config = AioConfig(
             connect_timeout=min(self.timeout, 3.0),
@@ -196,21 +200,18 @@ class DynamoDBStore:
 
     async def update(self, current: PostRecord, changes: PostChanges) -> PostRecord:
         updated = apply_changes(current, changes)
+        fields = typed(CODEC.changed(updated))
         writes: list[Any] = [
             {
                 "Update": {
                     "TableName": self.table,
                     "Key": _post_key(stored_post_id(current.id)),
-                    "UpdateExpression": "SET content = :content, isMarkdown = :markdown, "
-                    "tags = :tags, imageKeys = :images, updatedAt = :updated, version = :next",
-                    "ConditionExpression": "version = :read",
+                    # Placeholders for every name: none can collide with a reserved word.
+                    "UpdateExpression": "SET " + ", ".join(f"#{n} = :{n}" for n in fields),
+                    "ConditionExpression": "#version = :read",
+                    "ExpressionAttributeNames": {f"#{name}": name for name in fields},
                     "ExpressionAttributeValues": {
-                        ":content": {"S": changes.content},
-                        ":markdown": {"BOOL": changes.is_markdown},
-                        ":tags": _strings(changes.tags),
-                        ":images": _strings(changes.image_keys),
-                        ":updated": {"N": str(to_micros(changes.updated_at))},
-                        ":next": {"N": str(updated.version)},
+                        **{f":{name}": value for name, value in fields.items()},
                         ":read": {"N": str(current.version)},
                     },
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
@@ -277,24 +278,15 @@ class DynamoDBStore:
 
     async def get_profiles(self, user_ids: Sequence[str]) -> Mapping[str, ProfileRecord]:
         items = await self._batch_get_items([_profile_key(uid) for uid in user_ids])
-        profiles = {}
-        for item in items:
-            user_id = item["pk"]["S"].removeprefix("PROFILE#")
-            nickname = item.get("nickname", {}).get("S")
-            updated = item.get("updatedAt")
-            profiles[user_id] = ProfileRecord(
-                user_id=user_id,
-                nickname=nickname,
-                updated_at=None if updated is None else from_micros(int(updated["N"])),
+        return {
+            (user_id := item["pk"]["S"].removeprefix("PROFILE#")): CODEC.profile_record(
+                user_id, plain(item)
             )
-        return profiles
+            for item in items
+        }
 
     async def put_profile(self, profile: ProfileRecord) -> ProfileRecord:
-        item: dict[str, Any] = {**_profile_key(profile.user_id), "userId": {"S": profile.user_id}}
-        if profile.nickname is not None:
-            item["nickname"] = {"S": profile.nickname}
-        if profile.updated_at is not None:
-            item["updatedAt"] = {"N": str(to_micros(profile.updated_at))}
+        item = {**_profile_key(profile.user_id), **typed(CODEC.profile(profile))}
         async with self._calling() as client:
             await client.put_item(TableName=self.table, Item=item)
         return profile
@@ -312,7 +304,7 @@ class DynamoDBStore:
             await waiter.wait(TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
         problems = [line for ok, line in await self.inspect() if not ok]
         if problems:
-            raise StoreUnavailable("; ".join(problems))
+            raise DatabaseUnavailable("; ".join(problems))
         return f"table {self.table} {'created' if created else 'already there'}, indexes ok"
 
     async def inspect(self) -> list[tuple[bool, str]]:
@@ -366,27 +358,13 @@ class DynamoDBStore:
     # --- internals ---------------------------------------------------------------------
 
     def _post_item(self, post: PostRecord) -> dict[str, Any]:
-        item: dict[str, Any] = {
+        return {
             **_post_key(post.id),
-            "id": {"S": post.id},
-            "authorId": {"S": post.author_id},
-            "content": {"S": post.content},
-            "isMarkdown": {"BOOL": post.is_markdown},
-            "tags": _strings(post.tags),
-            "imageKeys": _strings(post.image_keys),
-            "createdAt": {"N": str(to_micros(post.created_at))},
-            "version": {"N": str(post.version)},
+            **typed(CODEC.post(post)),
             "feedPk": {"S": f"FEED#{self._shard(post.id)}"},
             "authorPk": {"S": f"AUTHOR#{post.author_id}"},
             SORT_KEY: {"S": _sort_key(to_micros(post.created_at), post.id)},
         }
-        if post.updated_at is not None:
-            item["updatedAt"] = {"N": str(to_micros(post.updated_at))}
-        if post.author_nickname is not None:
-            item["authorNickname"] = {"S": post.author_nickname}
-        if post.idempotency_digest is not None:
-            item["idempotencyDigest"] = {"S": post.idempotency_digest}
-        return item
 
     def _shard(self, post_id: str) -> int:
         if self.feed_shards == 1:
@@ -442,7 +420,7 @@ class DynamoDBStore:
                     break
                 await asyncio.sleep(0.05 * 2**attempt)  # throttled: back off, then the rest
             else:
-                raise StoreUnavailable("DynamoDB kept throttling BatchGetItem")
+                raise DatabaseUnavailable("DynamoDB kept throttling BatchGetItem")
         return found
 
     async def _transact(self, writes: list[Any], post_id: str, *, creating: bool = False) -> None:
@@ -459,39 +437,36 @@ class DynamoDBStore:
                 if first.get("Code") == "ConditionalCheckFailed":
                     item: dict[str, Any] = dict(first.get("Item") or {})
                     if not item:
-                        raise NotFound(post_id) from None
+                        raise NoSuchPost(post_id) from None
                     raise VersionConflict(int(item["version"]["N"])) from None
                 codes = {r.get("Code") for r in reasons}
                 if codes & {"ThrottlingError", "ProvisionedThroughputExceeded"}:
-                    raise StoreUnavailable(f"DynamoDB throttled the write: {codes}") from None
+                    raise DatabaseUnavailable(f"DynamoDB throttled the write: {codes}") from None
                 if "TransactionConflict" in codes:
                     # Another transaction holds the post: report the version it now has.
-                    stored = await self.get(post_id)
-                    if stored is None:
-                        raise NotFound(post_id) from None
-                    raise VersionConflict(stored.version) from None
+                    raise await lost_race(post_id, self.get) from None
                 raise
 
     @contextlib.asynccontextmanager
     async def _calling(self, *, translate: bool = True) -> AsyncIterator[DynamoDBClient]:
-        """The open client; SDK errors meaning "DynamoDB is not there" become StoreUnavailable."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        client = self._client
-        if client is None:
-            raise StoreUnavailable("the store is closed")
+        """The open client; with ``translate``, SDK outages become ``DatabaseUnavailable``."""
+        client = opened(self._client)
         if not translate:
             yield client
             return
-        try:
+        with translated(_outage):
             yield client
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            if code in _UNAVAILABLE_CODES:
-                raise StoreUnavailable(f"DynamoDB {code}: {error}") from error
-            raise
-        except BotoCoreError as error:  # connection refused, timeouts, no credentials
-            raise StoreUnavailable(f"DynamoDB unreachable: {error}") from error
+
+
+def _outage(error: Exception) -> str | None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        return f"DynamoDB {code}: {error}" if code in _UNAVAILABLE_CODES else None
+    if isinstance(error, BotoCoreError):  # connection refused, timeouts, no credentials
+        return f"DynamoDB unreachable: {error}"
+    return None
 
 
 def _post_key(post_id: str) -> dict[str, Any]:
@@ -524,24 +499,41 @@ def _id_of(entry: dict[str, Any]) -> str:
     return pk.removeprefix("POST#")
 
 
-def _strings(values: Sequence[str]) -> dict[str, Any]:
-    return {"L": [{"S": value} for value in values]}
+def typed(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A document of ``CODEC`` as DynamoDB attribute values (strings, booleans, integers,
+    lists of strings: all a post or a profile holds)."""
+    return {name: _attribute(value) for name, value in document.items()}
+
+
+def plain(item: Mapping[str, Any]) -> dict[str, Any]:
+    """An item's attribute values as ``CODEC`` reads them (its keys included)."""
+    return {name: _value(attribute) for name, attribute in item.items()}
+
+
+def _attribute(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):  # before int: a bool is an int too
+        return {"BOOL": value}
+    if isinstance(value, int):
+        return {"N": str(value)}
+    if isinstance(value, str):
+        return {"S": value}
+    return {"L": [{"S": entry} for entry in value]}
+
+
+def _value(attribute: Mapping[str, Any]) -> Any:
+    ((kind, raw),) = attribute.items()
+    if kind == "N":
+        return int(raw)
+    if kind == "L":
+        return [entry["S"] for entry in raw]
+    return raw
+
+
+# Times as integer microseconds; an absent value is left out of the item.
+CODEC = DocumentCodec(
+    "createdAt", "updatedAt", write_time=to_micros, read_time=from_micros, keep_nulls=False
+)
 
 
 def _record(item: dict[str, Any]) -> PostRecord:
-    updated = item.get("updatedAt")
-    nickname = item.get("authorNickname")
-    digest = item.get("idempotencyDigest")
-    return PostRecord(
-        id=item["id"]["S"],
-        author_id=item["authorId"]["S"],
-        content=item["content"]["S"],
-        is_markdown=item["isMarkdown"]["BOOL"],
-        tags=tuple(v["S"] for v in item["tags"]["L"]),
-        image_keys=tuple(v["S"] for v in item["imageKeys"]["L"]),
-        created_at=from_micros(int(item["createdAt"]["N"])),
-        updated_at=None if updated is None else from_micros(int(updated["N"])),
-        version=int(item["version"]["N"]),
-        author_nickname=None if nickname is None else nickname["S"],
-        idempotency_digest=None if digest is None else digest["S"],
-    )
+    return CODEC.post_record(plain(item))

@@ -17,18 +17,20 @@ from typing import TYPE_CHECKING, Any
 from gql_api.domain.records import PostChanges, PostRecord, ProfileRecord, apply_changes
 from gql_api.stores.base import (
     AlreadyExists,
-    NotFound,
+    DatabaseUnavailable,
     PageQuery,
     PostPage,
-    StoreUnavailable,
-    VersionConflict,
     is_storable_post_id,
+    lost_race,
+    opened,
     page_of,
     profile_document_id,
     storable_post,
     stored_post_id,
+    translated,
     with_etag,
 )
+from gql_api.stores.documents import DocumentCodec
 from gql_api.stores.keyset import from_micros, parse_position, position_of, to_micros
 
 if TYPE_CHECKING:
@@ -98,7 +100,7 @@ class FirestoreStore:
         try:
             self._client = firestore.AsyncClient(project=self.project, database=self.database)
         except Exception as error:  # no project or credentials found
-            raise StoreUnavailable(f"cannot create the Firestore client: {error}") from error
+            raise DatabaseUnavailable(f"cannot create the Firestore client: {error}") from error
         self._retry = retry_async.AsyncRetry(
             predicate=retry_async.if_exception_type(
                 exceptions.Aborted, exceptions.ServiceUnavailable, exceptions.DeadlineExceeded
@@ -138,7 +140,7 @@ class FirestoreStore:
                 result = (
                     await self._posts(client)
                     .document(storable_post(post).id)
-                    .create(_document(post), **self._options())
+                    .create(CODEC.post(post), **self._options())
                 )
             except exceptions.AlreadyExists:
                 raise AlreadyExists(post.id) from None
@@ -146,14 +148,7 @@ class FirestoreStore:
 
     async def update(self, current: PostRecord, changes: PostChanges) -> PostRecord:
         updated = apply_changes(current, changes)
-        fields = {
-            "content": changes.content,
-            "isMarkdown": changes.is_markdown,
-            "tags": list(changes.tags),
-            "imageKeys": list(changes.image_keys),
-            "updatedAt": changes.updated_at,
-            "version": updated.version,
-        }
+        fields = CODEC.changed(updated)
         async with self._conditional(current) as (client, option):
             result = (
                 await self._posts(client)
@@ -195,24 +190,15 @@ class FirestoreStore:
             async for snapshot in client.get_all(references, **self._options()):
                 if snapshot.exists:
                     user_id = by_document[snapshot.id]
-                    data = snapshot.to_dict() or {}
-                    updated = data.get("updatedAt")
-                    profiles[user_id] = ProfileRecord(
-                        user_id=user_id,
-                        nickname=data.get("nickname"),
-                        updated_at=None if updated is None else _moment(updated),
-                    )
+                    profiles[user_id] = CODEC.profile_record(user_id, snapshot.to_dict() or {})
         return profiles
 
     async def put_profile(self, profile: ProfileRecord) -> ProfileRecord:
-        document = {
-            "userId": profile.user_id,
-            "nickname": profile.nickname,
-            "updatedAt": profile.updated_at,
-        }
         async with self._calling() as client:
             reference = self._profiles(client).document(profile_document_id(profile.user_id))
-            await reference.set(document, **self._options())  # one write: replaces it whole
+            await reference.set(
+                CODEC.profile(profile), **self._options()
+            )  # one write: replaces it whole
         return profile
 
     # --- provisioning and checks -------------------------------------------------------
@@ -267,7 +253,7 @@ class FirestoreStore:
             try:
                 await self.list_posts(shapes[name])
                 checks.append((True, f"index {name} ({described}): the query runs"))
-            except StoreUnavailable as error:
+            except DatabaseUnavailable as error:
                 missing = isinstance(error.__cause__, exceptions.FailedPrecondition)
                 fix = "run `gql-api provision` or deploy firestore.indexes.json"
                 reason = "missing" if missing else f"query failed: {error}"
@@ -287,7 +273,7 @@ class FirestoreStore:
 
     @asynccontextmanager
     async def _conditional(self, current: PostRecord) -> AsyncIterator[tuple[AsyncClient, Any]]:
-        """A write that applies only to the document as read; else NotFound / VersionConflict."""
+        """A write that applies only to the document as read; else NoSuchPost / VersionConflict."""
         from google.api_core import exceptions
         from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -300,47 +286,29 @@ class FirestoreStore:
             try:
                 yield client, option
             except (exceptions.FailedPrecondition, exceptions.NotFound):
-                stored = await self.get(current.id)  # the race was lost: to whom?
-                if stored is None:
-                    raise NotFound(current.id) from None
-                raise VersionConflict(stored.version) from None
+                raise await lost_race(current.id, self.get) from None
 
     @asynccontextmanager
     async def _calling(self) -> AsyncIterator[AsyncClient]:
-        from google.api_core import exceptions
-
-        client = self._client
-        if client is None:
-            raise StoreUnavailable("the store is closed")
-        try:
+        client = opened(self._client)
+        with translated(_outage):
             yield client
-        except (
-            exceptions.RetryError,
-            exceptions.ServiceUnavailable,
-            exceptions.DeadlineExceeded,
-            exceptions.Aborted,
-            exceptions.FailedPrecondition,  # a missing index
-            exceptions.PermissionDenied,
-            exceptions.Unauthenticated,
-            exceptions.ResourceExhausted,
-        ) as error:
-            raise StoreUnavailable(f"Firestore: {error}") from error
 
 
-def _document(post: PostRecord) -> dict[str, Any]:
-    return {
-        "id": post.id,
-        "authorId": post.author_id,
-        "content": post.content,
-        "isMarkdown": post.is_markdown,
-        "tags": list(post.tags),
-        "imageKeys": list(post.image_keys),
-        "createdAt": post.created_at,
-        "updatedAt": post.updated_at,
-        "version": post.version,
-        "authorNickname": post.author_nickname,
-        "idempotencyDigest": post.idempotency_digest,
-    }
+def _outage(error: Exception) -> str | None:
+    from google.api_core import exceptions
+
+    outages = (
+        exceptions.RetryError,
+        exceptions.ServiceUnavailable,
+        exceptions.DeadlineExceeded,
+        exceptions.Aborted,
+        exceptions.FailedPrecondition,  # a missing index
+        exceptions.PermissionDenied,
+        exceptions.Unauthenticated,
+        exceptions.ResourceExhausted,
+    )
+    return f"Firestore: {error}" if isinstance(error, outages) else None
 
 
 def _moment(value: datetime) -> datetime:
@@ -349,22 +317,11 @@ def _moment(value: datetime) -> datetime:
 
 
 def _record(snapshot: Any) -> PostRecord:
-    data = snapshot.to_dict()
-    updated = data.get("updatedAt")
-    record = PostRecord(
-        id=data["id"],
-        author_id=data["authorId"],
-        content=data["content"],
-        is_markdown=data["isMarkdown"],
-        tags=tuple(data["tags"]),
-        image_keys=tuple(data["imageKeys"]),
-        created_at=_moment(data["createdAt"]),
-        updated_at=None if updated is None else _moment(updated),
-        version=data["version"],
-        author_nickname=data.get("authorNickname"),
-        idempotency_digest=data.get("idempotencyDigest"),
-    )
-    return _with_etag(record, snapshot.update_time)
+    return _with_etag(CODEC.post_record(snapshot.to_dict()), snapshot.update_time)
+
+
+# Times as Firestore timestamps, absent values as nulls.
+CODEC = DocumentCodec("createdAt", "updatedAt", write_time=lambda moment: moment, read_time=_moment)
 
 
 def _with_etag(post: PostRecord, update_time: Any) -> PostRecord:

@@ -9,10 +9,10 @@ from collections.abc import Mapping, Sequence
 from gql_api.domain.records import PostChanges, PostRecord, ProfileRecord, apply_changes
 from gql_api.stores.base import (
     AlreadyExists,
-    NotFound,
+    DatabaseUnavailable,
+    NoSuchPost,
     PageQuery,
     PostPage,
-    StoreUnavailable,
     VersionConflict,
     is_storable_post_id,
     storable_post,
@@ -103,12 +103,12 @@ class MemoryStore:
 
     def _check_open(self) -> None:
         if not self._open:
-            raise StoreUnavailable("the store is closed")
+            raise DatabaseUnavailable("the store is closed")
 
     def _checked(self, post_id: str, expected_version: int) -> PostRecord:
         current = self._posts.get(post_id)
         if current is None:
-            raise NotFound(post_id)
+            raise NoSuchPost(post_id)
         if current.version != expected_version:
             raise VersionConflict(current.version)
         return current

@@ -22,10 +22,10 @@ import aiosqlite
 from gql_api.domain.records import PostChanges, PostRecord, ProfileRecord
 from gql_api.stores.base import (
     AlreadyExists,
-    NotFound,
+    DatabaseUnavailable,
+    NoSuchPost,
     PageQuery,
     PostPage,
-    StoreUnavailable,
     VersionConflict,
     is_storable_post_id,
     page_of,
@@ -124,7 +124,7 @@ class SqliteStore:
                 self._readers.put_nowait(reader)
         except (sqlite3.Error, OSError) as exc:
             await self.close()
-            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+            raise DatabaseUnavailable(f"cannot open {self.path}: {exc}") from exc
 
     async def close(self) -> None:
         connections = [*self._all_readers, *([self._writer] if self._writer else [])]
@@ -273,7 +273,7 @@ class SqliteStore:
         async def work(db: aiosqlite.Connection) -> None:
             (version,) = (await _fetchall(db, "PRAGMA user_version"))[0]
             if version > len(MIGRATIONS):
-                raise StoreUnavailable(
+                raise DatabaseUnavailable(
                     f"{self.path} has schema version {version}, newer than this "
                     f"gql-api knows ({len(MIGRATIONS)}): upgrade gql-api"
                 )
@@ -288,12 +288,12 @@ class SqliteStore:
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
         if not self._all_readers:
-            raise StoreUnavailable("the store is closed")
+            raise DatabaseUnavailable("the store is closed")
         db = await self._readers.get()
         try:
             yield db
         except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+            raise DatabaseUnavailable(str(exc)) from exc
         finally:
             self._readers.put_nowait(db)
 
@@ -310,7 +310,7 @@ class SqliteStore:
         The transaction has a deadline, ``BUSY_SHARE`` of ``timeout`` after this call
         (a little less than the caller's own timeout): waiting for another process's
         lock (SQLite's busy timeout) gets what is left of it, and a transaction whose
-        ``work`` ends past it is rolled back instead of committed (StoreUnavailable). So
+        ``work`` ends past it is rolled back instead of committed (DatabaseUnavailable). So
         a write the caller was told failed (STORE_UNAVAILABLE) does not take effect
         later, when that lock goes or the work ends: a client that retries it makes no
         duplicate. The one window left is the COMMIT itself: started before the
@@ -325,7 +325,7 @@ class SqliteStore:
         await self._write_lock.acquire()
         if time.monotonic() >= deadline:
             self._write_lock.release()
-            raise StoreUnavailable("timed out waiting for the writer")
+            raise DatabaseUnavailable("timed out waiting for the writer")
         task = asyncio.create_task(
             self._run_transaction(work, deadline, deadline if bound_work else None)
         )
@@ -344,7 +344,7 @@ class SqliteStore:
         try:
             db = self._writer
             if db is None:
-                raise StoreUnavailable("the store is closed")
+                raise DatabaseUnavailable("the store is closed")
             if db.in_transaction:  # never expected; heal rather than fail every later write
                 log.error("sqlite writer was left inside a transaction; rolling it back")
                 await db.execute("ROLLBACK")
@@ -355,7 +355,7 @@ class SqliteStore:
                 result = await work(db)
                 if commit_deadline is not None and time.monotonic() >= commit_deadline:
                     # The caller is answered STORE_UNAVAILABLE, or soon will be.
-                    raise StoreUnavailable("the write ran past its deadline; rolled back")
+                    raise DatabaseUnavailable("the write ran past its deadline; rolled back")
                 await db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -363,7 +363,7 @@ class SqliteStore:
                 raise
             return result
         except sqlite3.OperationalError as exc:  # locked past busy_timeout, disk I/O
-            raise StoreUnavailable(str(exc)) from exc
+            raise DatabaseUnavailable(str(exc)) from exc
         finally:
             self._write_lock.release()
 
@@ -383,7 +383,7 @@ async def _fetchall(
 async def _raise_missing_or_conflict(db: aiosqlite.Connection, post_id: str) -> None:
     rows = await _fetchall(db, "SELECT version FROM posts WHERE id = ?", (post_id,))
     if not rows:
-        raise NotFound(post_id)
+        raise NoSuchPost(post_id)
     raise VersionConflict(int(rows[0][0]))
 
 
