@@ -41,13 +41,12 @@ from typing import TYPE_CHECKING, Any
 
 from gql_api.images.base import (
     DEFAULT_MAX_IMAGE_BYTES,
-    Check,
     Clock,
+    CloudImageStorage,
     ImageObject,
     ImageStorageError,
     NotAttachable,
     UploadUrl,
-    check_max_bytes,
     check_ttl,
     pending_name,
     plan_uploads,
@@ -96,8 +95,14 @@ def delegation_key_expiring(expiry: datetime | None, now: datetime, longest: tim
     return expiry is None or expiry - now < longest + DELEGATION_KEY_MARGIN
 
 
-class AzureBlobImageStorage:
+class AzureBlobImageStorage(CloudImageStorage["BlobServiceClient"]):
     name = "azure"
+    kind = "container"
+    failure = "does not answer or cannot sign"
+    fix = (
+        "create it, check the connection string or grant the identity Storage Blob "
+        "Delegator and Storage Blob Data Contributor"
+    )
 
     def __init__(
         self,
@@ -116,38 +121,29 @@ class AzureBlobImageStorage:
                 "Azure Blob needs exactly one of a connection string (account key) "
                 "or an account URL (Entra ID identity)"
             )
-        check_ttl(read_ttl)
-        check_max_bytes(max_bytes)
+        # Never a public base URL: only a read SAS fixes the type a blob is served with.
+        super().__init__(
+            container,
+            public_base_url=None,
+            read_ttl=read_ttl,
+            timeout=timeout,
+            max_bytes=max_bytes,
+            clock=clock,
+        )
         if account_url is not None:
             delegation_key_lifetime(read_ttl)  # refuses a read TTL no key can cover
-        self.bucket = container
-        self.max_bytes = max_bytes
-        self.read_ttl = read_ttl
-        self.timeout = timeout
         self._connection_string = connection_string
         self._account_url = account_url
         self._credential = credential
         self._own_credential = False
-        self._clock = clock
-        self._client: BlobServiceClient | None = None
         self._account_name = ""
         self._account_key: str | None = None
         self._container_url = ""
         self._protocol = "https"
         self._delegation_key: UserDelegationKey | None = None
         self._delegation_key_expiry: datetime | None = None
-        self._lock = asyncio.Lock()
 
-    async def open(self) -> None:
-        await self._opened()
-
-    async def _opened(self) -> BlobServiceClient:
-        async with self._lock:
-            if self._client is None:
-                self._client = self._connect()
-            return self._client
-
-    def _connect(self) -> BlobServiceClient:
+    async def _connect(self) -> BlobServiceClient:
         from azure.storage.blob.aio import BlobServiceClient
 
         options: dict[str, Any] = {"connection_timeout": self.timeout, "read_timeout": self.timeout}
@@ -224,9 +220,7 @@ class AzureBlobImageStorage:
             urls.append(UploadUrl(key, self._url(name, sas), "PUT", headers, expires_at))
         return urls
 
-    async def read_urls(self, keys: Sequence[str]) -> list[str]:
-        if not keys:
-            return []
+    async def _signed_read_urls(self, client: BlobServiceClient, keys: Sequence[str]) -> list[str]:
         from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
         signing = await self._signing_key(self.read_ttl)
@@ -314,16 +308,10 @@ class AzureBlobImageStorage:
             return None
         return str(found.copy.status)
 
-    async def discard_pending(self, keys: Sequence[str]) -> None:
-        await self._delete_blobs([pending_name(key) for key in keys])
-
-    async def delete(self, keys: Sequence[str]) -> None:
-        await self._delete_blobs(list(keys))
-
-    async def _delete_blobs(self, names: list[str]) -> None:
+    async def _delete_objects(self, client: BlobServiceClient, names: list[str]) -> None:
         from azure.core.exceptions import ResourceNotFoundError
 
-        container = (await self._opened()).get_container_client(self.bucket)
+        container = client.get_container_client(self.bucket)
 
         async def delete_one(name: str) -> None:
             with contextlib.suppress(ResourceNotFoundError):  # already gone: as asked
@@ -332,27 +320,14 @@ class AzureBlobImageStorage:
 
         await asyncio.gather(*(delete_one(name) for name in names))
 
-    async def check(self) -> list[Check]:
-        try:
-            client = await self._opened()
-            await client.get_container_client(self.bucket).get_container_properties()
-            await self._signing_key(self.read_ttl)
-        except Exception as error:  # noqa: BLE001 - reported as a failed check
-            return [
-                (
-                    False,
-                    f"images azure: container {self.bucket} does not answer or cannot sign: "
-                    f"{error}; fix: create it, check the connection string or grant the "
-                    "identity Storage Blob Delegator and Storage Blob Data Contributor",
-                )
-            ]
+    async def _probe(self, client: BlobServiceClient) -> str:
+        await client.get_container_client(self.bucket).get_container_properties()
+        await self._signing_key(self.read_ttl)
         how = "account key" if self._account_key else "user-delegation key"
-        return [(True, f"images azure: container {self.bucket} answers; SAS signed with {how}")]
+        return f"SAS signed with {how}"
 
-    async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.close()
+    async def _disconnect(self, client: BlobServiceClient) -> None:
+        await client.close()
         if self._own_credential and self._credential is not None:
             credential, self._credential, self._own_credential = self._credential, None, False
             await credential.close()

@@ -13,17 +13,19 @@ and a lifecycle rule on ``uploads/`` removes uploads never attached to a post.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 from urllib.parse import quote
 
 from gql_api.caches import ByteBoundedCache
 from gql_api.images.keys import ImageInputError, extension_for, new_image_key
 
 Clock = Callable[[], datetime]
+Client = TypeVar("Client")  # a provider's SDK client
 Check = tuple[bool, str]
 
 # A cached read URL's bookkeeping beyond its two strings: the tuple, the expiry, the node.
@@ -195,3 +197,91 @@ class ReadUrlCache:
     def put(self, key: str, url: str, signed_at: datetime) -> None:
         size = sys.getsizeof(key) + sys.getsizeof(url) + URL_ENTRY_OVERHEAD
         self.entries.put(key, (url, signed_at + self.ttl / 2), size)
+
+
+class CloudImageStorage(Generic[Client]):
+    """What every provider shares: its settings, the SDK client opened once on first use
+    (under a lock, so concurrent first requests make one), reads through a public base
+    URL when one is set, deletes of pending and attached objects, and the doctor's
+    check. A provider adds ``_connect``, ``_disconnect``, ``_signed_read_urls``,
+    ``_delete_objects``, ``_probe`` and its uploads and attaches."""
+
+    name: str
+    # For the doctor: what the bucket is called here, and how its failure reads.
+    kind = "bucket"
+    failure = "does not answer"
+    fix = ""
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        public_base_url: str | None,
+        read_ttl: timedelta,
+        timeout: float,
+        max_bytes: int,
+        clock: Clock,
+    ) -> None:
+        check_ttl(read_ttl)
+        check_max_bytes(max_bytes)
+        self.bucket = bucket
+        self.public_base_url = public_base_url
+        self.read_ttl = read_ttl
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self._clock = clock
+        self._client: Client | None = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        await self._opened()
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await self._disconnect(client)
+
+    async def read_urls(self, keys: Sequence[str]) -> list[str]:
+        if self.public_base_url is not None:
+            return [public_url(self.public_base_url, key) for key in keys]
+        if not keys:
+            return []
+        return await self._signed_read_urls(await self._opened(), keys)
+
+    async def discard_pending(self, keys: Sequence[str]) -> None:
+        await self.delete([pending_name(key) for key in keys])
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        if keys:
+            await self._delete_objects(await self._opened(), list(keys))
+
+    async def check(self) -> list[Check]:
+        where = f"images {self.name}: {self.kind} {self.bucket}"
+        try:
+            detail = await self._probe(await self._opened())
+        except Exception as error:  # noqa: BLE001 - reported as a failed check
+            return [(False, f"{where} {self.failure}: {error}; fix: {self.fix}")]
+        return [(True, f"{where} answers; {detail}")]
+
+    async def _opened(self) -> Client:
+        async with self._lock:
+            if self._client is None:
+                self._client = await self._connect()
+            return self._client
+
+    async def _connect(self) -> Client:
+        raise NotImplementedError
+
+    async def _disconnect(self, client: Client) -> None:
+        raise NotImplementedError
+
+    async def _signed_read_urls(self, client: Client, keys: Sequence[str]) -> list[str]:
+        raise NotImplementedError
+
+    async def _delete_objects(self, client: Client, names: list[str]) -> None:
+        """Delete these objects; missing ones are no error."""
+        raise NotImplementedError
+
+    async def _probe(self, client: Client) -> str:
+        """Ask the bucket (and the signer) once; say how URLs are made. Raises on failure."""
+        raise NotImplementedError

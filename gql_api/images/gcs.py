@@ -40,18 +40,16 @@ from typing import TYPE_CHECKING, Any
 
 from gql_api.images.base import (
     DEFAULT_MAX_IMAGE_BYTES,
-    Check,
     Clock,
+    CloudImageStorage,
     ImageObject,
     ImageStorageError,
     NotAttachable,
     ReadUrlCache,
     UploadUrl,
-    check_max_bytes,
     check_ttl,
     pending_name,
     plan_uploads,
-    public_url,
     utc_now,
 )
 
@@ -67,8 +65,13 @@ SIZE_HEADER = "x-goog-content-length-range"
 PRECONDITION_HEADER = "x-goog-if-generation-match"
 
 
-class GcsImageStorage:
+class GcsImageStorage(CloudImageStorage["Client"]):
     name = "gcs"
+    failure = "does not answer or cannot sign"
+    fix = (
+        "create it, grant storage.objects.create/get/delete and storage.buckets.get, "
+        "and Service Account Token Creator when there is no key"
+    )
 
     def __init__(
         self,
@@ -81,30 +84,22 @@ class GcsImageStorage:
         max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         clock: Clock = utc_now,
     ) -> None:
-        check_ttl(read_ttl)
-        check_max_bytes(max_bytes)
-        self.bucket = bucket
-        self.max_bytes = max_bytes
-        self.public_base_url = public_base_url
-        self.read_ttl = read_ttl
-        self.timeout = timeout
+        super().__init__(
+            bucket,
+            public_base_url=public_base_url,
+            read_ttl=read_ttl,
+            timeout=timeout,
+            max_bytes=max_bytes,
+            clock=clock,
+        )
         self._credentials = credentials
-        self._clock = clock
-        self._client: Client | None = None
         self._bucket: Bucket | None = None
         self._cache = ReadUrlCache(read_ttl, clock)
-        self._lock = asyncio.Lock()
 
-    async def open(self) -> None:
-        await self._opened()
+    async def _connect(self) -> Client:
+        return await asyncio.to_thread(self._connect_now)
 
-    async def _opened(self) -> Bucket:
-        async with self._lock:
-            if self._bucket is None:
-                self._client, self._bucket = await asyncio.to_thread(self._connect)
-            return self._bucket
-
-    def _connect(self) -> tuple[Client, Bucket]:
+    def _connect_now(self) -> Client:
         import google.auth
         from google.auth.credentials import AnonymousCredentials
         from google.cloud.storage import Client
@@ -116,7 +111,17 @@ class GcsImageStorage:
             project=None,
             credentials=AnonymousCredentials() if emulated else self._credentials,  # type: ignore[no-untyped-call]
         )
-        return client, client.bucket(self.bucket)
+        self._bucket = client.bucket(self.bucket)
+        return client
+
+    async def _opened_bucket(self) -> Bucket:
+        await self._opened()
+        assert self._bucket is not None  # set with the client
+        return self._bucket
+
+    async def _disconnect(self, client: Client) -> None:
+        self._bucket = None
+        await asyncio.to_thread(client.close)
 
     def _signer(self) -> dict[str, Any]:
         """How ``generate_signed_url`` signs: a local key, or IAM's signBlob."""
@@ -166,7 +171,7 @@ class GcsImageStorage:
         return {SIZE_HEADER: f"{low},{high}", PRECONDITION_HEADER: "0"}
 
     async def _sign_all(self, requests: Sequence[Signed], expires_at: datetime) -> list[str]:
-        await self._opened()
+        await self._opened_bucket()
         if self._signs_locally():
             return await asyncio.to_thread(self._sign, requests, expires_at)
         # One signBlob request per URL: send them side by side, not one after another.
@@ -196,9 +201,7 @@ class GcsImageStorage:
             for (key, ctype, _), bound, url in zip(uploads, headers, urls, strict=True)
         ]
 
-    async def read_urls(self, keys: Sequence[str]) -> list[str]:
-        if self.public_base_url is not None:
-            return [public_url(self.public_base_url, key) for key in keys]
+    async def _signed_read_urls(self, client: Client, keys: Sequence[str]) -> list[str]:
         known = {key: self._cache.get(key) for key in keys}
         missing = [key for key, url in known.items() if url is None]
         if missing:
@@ -211,7 +214,7 @@ class GcsImageStorage:
         return [known[key] or "" for key in keys]
 
     async def inspect(self, key: str) -> ImageObject | None:
-        bucket = await self._opened()
+        bucket = await self._opened_bucket()
         blob = await asyncio.to_thread(bucket.get_blob, pending_name(key), timeout=self.timeout)
         if blob is None:
             return None
@@ -222,7 +225,7 @@ class GcsImageStorage:
     async def attach(self, key: str, token: str) -> bool:
         from google.api_core.exceptions import NotFound, PreconditionFailed
 
-        bucket = await self._opened()
+        bucket = await self._opened_bucket()
         generation, _, md5 = token.partition(":")
         try:
             await asyncio.to_thread(
@@ -253,14 +256,8 @@ class GcsImageStorage:
             return False
         return blob is not None and blob.md5_hash == md5
 
-    async def discard_pending(self, keys: Sequence[str]) -> None:
-        await self._delete_objects([pending_name(key) for key in keys])
-
-    async def delete(self, keys: Sequence[str]) -> None:
-        await self._delete_objects(list(keys))
-
-    async def _delete_objects(self, names: list[str]) -> None:
-        bucket = await self._opened()
+    async def _delete_objects(self, client: Client, names: list[str]) -> None:
+        bucket = await self._opened_bucket()
         await asyncio.gather(*(asyncio.to_thread(self._delete_one, bucket, n) for n in names))
 
     def _delete_one(self, bucket: Bucket, name: str) -> None:
@@ -269,25 +266,10 @@ class GcsImageStorage:
         with contextlib.suppress(NotFound):  # already gone: as asked
             bucket.delete_blob(name, timeout=self.timeout)
 
-    async def check(self) -> list[Check]:
-        try:
-            bucket = await self._opened()
-            await asyncio.to_thread(bucket.reload, timeout=self.timeout)
-            probe: Signed = ("doctor/probe.png", "GET", None, None)
-            await self._sign_all([probe], self._clock() + self.read_ttl)
-        except Exception as error:  # noqa: BLE001 - reported as a failed check
-            return [
-                (
-                    False,
-                    f"images gcs: bucket {self.bucket} does not answer or cannot sign: {error}; "
-                    "fix: create it, grant storage.objects.create/get/delete and "
-                    "storage.buckets.get, and Service Account Token Creator when there is no key",
-                )
-            ]
+    async def _probe(self, client: Client) -> str:
+        bucket = await self._opened_bucket()
+        await asyncio.to_thread(bucket.reload, timeout=self.timeout)
+        probe: Signed = ("doctor/probe.png", "GET", None, None)
+        await self._sign_all([probe], self._clock() + self.read_ttl)
         how = "a local key" if self._signs_locally() else "IAM signBlob"
-        return [(True, f"images gcs: bucket {self.bucket} answers; URLs signed with {how}")]
-
-    async def close(self) -> None:
-        client, self._client, self._bucket = self._client, None, None
-        if client is not None:
-            await asyncio.to_thread(client.close)
+        return f"URLs signed with {how}"

@@ -31,7 +31,6 @@ refused.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 from collections.abc import Sequence
@@ -41,17 +40,15 @@ from urllib.parse import parse_qs, urlsplit
 
 from gql_api.images.base import (
     DEFAULT_MAX_IMAGE_BYTES,
-    Check,
     Clock,
+    CloudImageStorage,
     ImageObject,
     ImageStorageError,
     NotAttachable,
     UploadUrl,
-    check_max_bytes,
     check_ttl,
     pending_name,
     plan_uploads,
-    public_url,
     utc_now,
 )
 from gql_api.images.keys import content_type_of
@@ -72,8 +69,9 @@ def upload_headers(content_type: str, size: int) -> tuple[tuple[str, str], ...]:
     return (("Content-Type", content_type), ("Content-Length", str(size)), ("If-None-Match", "*"))
 
 
-class S3ImageStorage:
+class S3ImageStorage(CloudImageStorage["S3Client"]):
     name = "s3"
+    fix = "create it or grant s3:ListBucket, s3:PutObject, s3:GetObject and s3:DeleteObject on it"
 
     def __init__(
         self,
@@ -87,28 +85,17 @@ class S3ImageStorage:
         max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         clock: Clock = utc_now,
     ) -> None:
-        check_ttl(read_ttl)
-        check_max_bytes(max_bytes)
-        self.bucket = bucket
-        self.max_bytes = max_bytes
+        super().__init__(
+            bucket,
+            public_base_url=public_base_url,
+            read_ttl=read_ttl,
+            timeout=timeout,
+            max_bytes=max_bytes,
+            clock=clock,
+        )
         self.endpoint_url = endpoint_url
         self.region = region
-        self.public_base_url = public_base_url
-        self.read_ttl = read_ttl
-        self.timeout = timeout
-        self._clock = clock
-        self._client: S3Client | None = None
         self._exit_stack: contextlib.AsyncExitStack | None = None
-        self._lock = asyncio.Lock()
-
-    async def open(self) -> None:
-        await self._opened()
-
-    async def _opened(self) -> S3Client:
-        async with self._lock:
-            if self._client is None:
-                self._client = await self._connect()
-            return self._client
 
     async def _connect(self) -> S3Client:
         import aioboto3
@@ -190,12 +177,7 @@ class S3ImageStorage:
             raise ImageStorageError(f"botocore signed {signed} for an upload PUT, not ours")
         return url
 
-    async def read_urls(self, keys: Sequence[str]) -> list[str]:
-        if self.public_base_url is not None:
-            return [public_url(self.public_base_url, key) for key in keys]
-        if not keys:
-            return []
-        client = await self._opened()
+    async def _signed_read_urls(self, client: S3Client, keys: Sequence[str]) -> list[str]:
         seconds = int(self.read_ttl.total_seconds())
         return [
             await client.generate_presigned_url(
@@ -251,16 +233,7 @@ class S3ImageStorage:
             return False
         return _md5_etag(head) == token
 
-    async def discard_pending(self, keys: Sequence[str]) -> None:
-        await self._delete_objects([pending_name(key) for key in keys])
-
-    async def delete(self, keys: Sequence[str]) -> None:
-        await self._delete_objects(list(keys))
-
-    async def _delete_objects(self, names: list[str]) -> None:
-        if not names:
-            return
-        client = await self._opened()
+    async def _delete_objects(self, client: S3Client, names: list[str]) -> None:
         objects: list[ObjectIdentifierTypeDef] = [{"Key": name} for name in names]
         answer = await client.delete_objects(
             Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
@@ -268,24 +241,13 @@ class S3ImageStorage:
         if answer.get("Errors"):
             raise ImageStorageError(f"S3 did not delete {len(answer['Errors'])} of the objects")
 
-    async def check(self) -> list[Check]:
-        try:
-            client = await self._opened()
-            await client.head_bucket(Bucket=self.bucket)
-        except Exception as error:  # noqa: BLE001 - reported as a failed check
-            return [
-                (
-                    False,
-                    f"images s3: bucket {self.bucket} does not answer: {error}; fix: create it "
-                    "or grant s3:ListBucket, s3:PutObject, s3:GetObject and s3:DeleteObject on it",
-                )
-            ]
+    async def _probe(self, client: S3Client) -> str:
+        await client.head_bucket(Bucket=self.bucket)
         reads = "public base URL" if self.public_base_url else "presigned GET"
-        uploads = "presigned PUT (sizes given) or POST"
-        return [(True, f"images s3: bucket {self.bucket} answers; uploads {uploads}, {reads}")]
+        return f"uploads presigned PUT (sizes given) or POST, {reads}"
 
-    async def close(self) -> None:
-        stack, self._exit_stack, self._client = self._exit_stack, None, None
+    async def _disconnect(self, client: S3Client) -> None:
+        stack, self._exit_stack = self._exit_stack, None
         if stack is not None:
             await stack.aclose()
 
