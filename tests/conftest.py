@@ -30,7 +30,7 @@ SLOW_MODULES = {
     "test_fuzz",
     "test_schemathesis",
     "test_hardening",
-    "test_slow_clients",
+    "test_server",
     "test_log_hygiene",
 }
 

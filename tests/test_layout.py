@@ -36,3 +36,18 @@ def test_the_layout_names_no_module_that_is_gone() -> None:
     named = set(re.findall(r"([a-z_]+\.py)", block))
     present = {path.name for path in (ROOT / "gql_api").rglob("*.py")}
     assert named <= present, named - present
+
+
+def test_each_module_of_the_request_path_has_its_own_test_file() -> None:
+    # tests/<layer>/test_<module>.py for the layers between HTTP and the stores; http's
+    # folder is http_layer/, since a script run from tests/ would import tests/http as
+    # the standard library's http.
+    folders = {"http": "http_layer", "execution": "execution", "domain": "domain"}
+    missing = [
+        f"tests/{folder}/test_{path.stem}.py"
+        for layer, folder in folders.items()
+        for path in sorted((ROOT / "gql_api" / layer).glob("*.py"))
+        if path.name != "__init__.py"
+        and not (ROOT / "tests" / folder / f"test_{path.stem}.py").is_file()
+    ]
+    assert missing == []

@@ -1,8 +1,9 @@
-"""/graphql and /healthz through the real ASGI app (Starlette, lifespan, SQLite store)."""
+"""/graphql and /healthz through the real ASGI app (``http/endpoint.py`` and the app
+around it): the GraphQL-over-HTTP rules, request and field errors, tokens, health,
+GraphiQL and CORS."""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -16,80 +17,19 @@ from starlette.applications import Starlette
 
 from gql_api.app import create_app
 from gql_api.auth.dev import DEV_AUDIENCE, DEV_ISSUER, mint_dev_token
-from gql_api.settings import Settings
-from gql_api.stores.base import PageQuery, PostStore
 from gql_api.stores.memory import MemoryStore
 from gql_api.stores.sqlite import SqliteStore
-from tests.conftest import STORES, closed_store
 from tests.helpers import DEV_SECRET
-
-CREATE = """
-mutation Create($content: String!, $tags: [String!]) {
-  createPost(input: {content: $content, tags: $tags}) { id version content tags createdAt }
-}"""
-JSON = "application/json"
-GRAPHQL_JSON = "application/graphql-response+json"
-BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
-
-
-def make_settings(tmp_path: Path, **values: Any) -> Settings:
-    return Settings(sqlite_path=tmp_path / "data" / "gql-api.db", dev_secret=DEV_SECRET, **values)
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path, max_body_bytes=4096, cors_origins="https://app.example")
-
-
-@pytest.fixture(params=STORES)
-async def app(
-    settings: Settings, request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[Starlette]:
-    store = await closed_store(request.param, tmp_path, request)
-    application = create_app(settings, store=store)
-    async with application.router.lifespan_context(application):
-        yield application
-
-
-@pytest.fixture
-async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-        yield http
-
-
-@pytest.fixture
-def token(settings: Settings) -> Callable[..., str]:
-    def make(user: str = "alice", **options: Any) -> str:
-        return mint_dev_token(settings, DEV_SECRET, user_id=user, **options)
-
-    return make
-
-
-async def gql(
-    client: httpx.AsyncClient,
-    query: str,
-    variables: dict[str, Any] | None = None,
-    *,
-    token: str | None = None,
-    accept: str = JSON,
-) -> httpx.Response:
-    headers = {"accept": accept}
-    if token is not None:
-        headers["authorization"] = f"Bearer {token}"
-    return await client.post(
-        "/graphql", json={"query": query, "variables": variables}, headers=headers
-    )
-
-
-def store_of(app: Starlette) -> PostStore:
-    store: PostStore = app.state.store
-    return store
-
-
-async def count_posts(app: Starlette) -> int:
-    return len((await store_of(app).list_posts(PageQuery(first=100))).posts)
-
+from tests.http_layer.conftest import (
+    BROWSER_ACCEPT,
+    CREATE,
+    GRAPHQL_JSON,
+    JSON,
+    count_posts,
+    gql,
+    make_settings,
+    store_of,
+)
 
 # --- the happy paths -----------------------------------------------------------------------
 
@@ -646,53 +586,3 @@ async def test_amplifying_queries_are_refused_before_execution(
     assert by_variable.json()["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
     fine = await gql(client, f"{{ {page} a: {page} }}")
     assert fine.json() == {"data": {"posts": {"nodes": []}, "a": {"nodes": []}}}
-
-
-async def test_persisted_queries_by_hash_over_get(client: httpx.AsyncClient) -> None:
-    import hashlib
-
-    query = "{ limits { maxTags maxPageSize } }"
-    digest = hashlib.sha256(query.encode()).hexdigest()
-    persisted = {"persistedQuery": {"version": 1, "sha256Hash": digest}}
-    unknown = await client.get(
-        "/graphql", params={"extensions": json.dumps(persisted)}, headers={"accept": JSON}
-    )
-    assert unknown.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
-    registered = await client.post("/graphql", json={"query": query, "extensions": persisted})
-    assert registered.json() == {"data": {"limits": {"maxTags": 10, "maxPageSize": 100}}}
-    by_hash = await client.get(
-        "/graphql", params={"extensions": json.dumps(persisted)}, headers={"accept": JSON}
-    )
-    assert by_hash.json() == registered.json()
-    wrong = {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}
-    mismatch = await client.post("/graphql", json={"query": query, "extensions": wrong})
-    assert mismatch.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
-    mutation = 'mutation { deletePost(id: "x") { id } }'
-    mutation_hash = {
-        "persistedQuery": {
-            "version": 1,
-            "sha256Hash": hashlib.sha256(mutation.encode()).hexdigest(),
-        }
-    }
-    await client.post("/graphql", json={"query": mutation, "extensions": mutation_hash})
-    over_get = await client.get("/graphql", params={"extensions": json.dumps(mutation_hash)})
-    assert over_get.status_code == 405
-
-
-@pytest.mark.parametrize("digest", ["0" * 64, "surrogate"])
-async def test_a_persisted_query_with_a_lone_surrogate_is_refused_not_a_500(
-    client: httpx.AsyncClient, digest: str
-) -> None:
-    import hashlib
-
-    query = "{ __typename }\ud800"
-    if digest == "surrogate":  # the hash a client computes over the escaped text
-        digest = hashlib.sha256(query.encode("utf-8", "surrogatepass")).hexdigest()
-    body = {"query": query, "extensions": {"persistedQuery": {"version": 1, "sha256Hash": digest}}}
-    # Sent as raw JSON: the escape \ud800 is valid JSON text for a lone surrogate.
-    response = await client.post(
-        "/graphql", content=json.dumps(body).encode(), headers={"content-type": JSON}
-    )
-    assert response.status_code < 500
-    codes = [e["extensions"]["code"] for e in response.json()["errors"]]
-    assert codes in (["BAD_REQUEST"], ["GRAPHQL_PARSE_FAILED"])
