@@ -29,7 +29,7 @@ test: lint typecheck unit
 # by nature (rules, HTTP, schema, limits, APQ on the memory and SQLite stores). About a
 # minute; `make test` runs all of it and the rest.
 check: lint typecheck
-	$(BIN)/pytest -q -m "not servers and not slow"
+	$(BIN)/pytest -q -n 2 -m "not servers and not slow"
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
