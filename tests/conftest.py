@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 
 import httpx
@@ -33,6 +34,28 @@ SLOW_MODULES = {
     "test_server",
     "test_log_hygiene",
 }
+
+
+STARTED = pytest.StashKey[float]()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[STARTED] = time.monotonic()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failing test's report ends with the log of each local server it used: every one
+    running, for a test of the local servers (marked servers or slow), else those it
+    started itself."""
+    report = yield
+    if report.failed:
+        uses_all = any(item.iter_markers("servers")) or any(item.iter_markers("slow"))
+        since = 0.0 if uses_all else item.stash.get(STARTED, 0.0)
+        report.sections.extend(servers.server_log_sections(since))
+    return report
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

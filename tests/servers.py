@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +18,33 @@ from typing import IO
 from tests.helpers import free_port
 
 START_TIMEOUT = 60.0
+# Every server's output is kept here, a file per start; while it runs, a failing test's
+# report ends with the tail of each (conftest's pytest_runtest_makereport).
+LOG_DIR = Path(__file__).resolve().parent.parent / "test-artifacts" / "server-logs"
+# The log of each server running now: what it is, and when it started (monotonic).
+LIVE_LOGS: dict[Path, tuple[str, float]] = {}
+LOG_TAIL = 4000  # characters of each log a failing test's report shows
+_starts = itertools.count(1)
+
+
+def server_log_sections(started_after: float = 0.0) -> list[tuple[str, str]]:
+    """(title, the log's end) for each server running now (and started after
+    ``started_after``), for a failing test's report."""
+    sections = []
+    for path, (what, started) in list(LIVE_LOGS.items()):
+        if started < started_after:
+            continue
+        text = path.read_bytes().decode(errors="replace") if path.exists() else ""
+        sections.append((f"server log: {what} ({path})", text[-LOG_TAIL:] or "(empty)"))
+    return sections
+
+
+def _log_file(command: list[str]) -> Path:
+    # The program, or the script an interpreter runs: python, node and java name nothing.
+    named = [Path(part).name for part in command[:3] if not part.startswith("-")]
+    program = next((n for n in named if n not in {"python", "python3", "node", "java"}), "server")
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    return LOG_DIR / f"{os.getpid()}-{next(_starts):03d}-{program}.log"
 
 
 @contextmanager
@@ -29,16 +57,20 @@ def running(
     """Start a server, wait until ``ready_url`` answers, stop it afterwards.
 
     Its output goes to a file, never a pipe: a chatty server blocks once a pipe is full.
-    The file is ``log_path`` when given (kept, for the test to read), else a temporary one.
+    The file is ``log_path`` when given, else one of its own under ``LOG_DIR``; either
+    is kept, and shown at the end of the report of a test failing while it runs.
     """
-    with tempfile.TemporaryFile() if log_path is None else log_path.open("w+b") as log:
+    path = log_path or _log_file(command)
+    with path.open("w+b") as log:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
+        LIVE_LOGS[path] = (" ".join(Path(part).name for part in command[:4]), time.monotonic())
         try:
             _wait_until_ready(process, ready_url, log)
             yield process
         finally:
+            LIVE_LOGS.pop(path, None)
             process.terminate()
             try:
                 process.wait(timeout=10)
