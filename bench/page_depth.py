@@ -131,14 +131,15 @@ async def seed_dynamodb(store: PostStore, count: int) -> None:
     transactional creates took it many minutes and once stopped it answering. The
     pages read are the same items a create writes (the post and its tag entry).
     """
-    from gql_api.stores.dynamodb import DynamoDBStore, _tag_item
+    from gql_api.stores.dynamodb import DynamoDBStore
+    from gql_api.stores.dynamodb_table import tag_item
 
     assert isinstance(store, DynamoDBStore)
     items = []
     for i in range(count):
         post = bench_post(i)
         items.append(store._post_item(post))
-        items += [_tag_item(post, tag) for tag in post.tags]
+        items += [tag_item(post, tag) for tag in post.tags]
     async with store._calling() as client:
         for start in range(0, len(items), 25):
             requests = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]

@@ -8,7 +8,7 @@ from typing import Any
 from cfnlint.decode import decode
 
 from gql_api.images.base import PENDING_PREFIX
-from gql_api.stores.dynamodb import INDEXES, table_definition
+from gql_api.stores.dynamodb_table import INDEXES, table_definition
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "aws" / "template.yaml"
 

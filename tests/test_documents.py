@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from gql_api.domain.records import PostRecord, ProfileRecord
-from gql_api.stores import cosmos, dynamodb, firestore
+from gql_api.stores import cosmos, dynamodb, dynamodb_table, firestore
 from gql_api.stores.documents import DocumentCodec
 
 CREATED = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
@@ -41,7 +41,7 @@ FULL = PostRecord(
     author_nickname="Bo",
     idempotency_digest="d" * 64,
 )
-CODECS = {"dynamodb": dynamodb.CODEC, "firestore": firestore.CODEC, "cosmos": cosmos.CODEC}
+CODECS = {"dynamodb": dynamodb_table.CODEC, "firestore": firestore.CODEC, "cosmos": cosmos.CODEC}
 
 
 @pytest.mark.parametrize("codec", CODECS.values(), ids=CODECS.keys())
@@ -84,7 +84,7 @@ def test_dynamodb_items_keep_their_layout() -> None:
     bare = dynamodb.DynamoDBStore("posts")._post_item(BARE)
     # Absent values are left out of the item, never stored as NULL.
     assert not {"updatedAt", "authorNickname", "idempotencyDigest"} & bare.keys()
-    assert dynamodb.typed(dynamodb.CODEC.profile(ProfileRecord("alice"))) == {
+    assert dynamodb_table.typed(dynamodb_table.CODEC.profile(ProfileRecord("alice"))) == {
         "userId": {"S": "alice"}
     }
 

@@ -13,7 +13,8 @@ import pytest
 from gql_api.domain.service import NewPost, PostEdit, PostService
 from gql_api.errors import StoreUnavailableError
 from gql_api.stores.base import PageQuery
-from gql_api.stores.dynamodb import DynamoDBStore, table_definition
+from gql_api.stores.dynamodb import DynamoDBStore
+from gql_api.stores.dynamodb_table import table_definition
 from tests.helpers import ALICE, BOB, StepClock, cli_env, free_port, run_cli
 from tests.servers import reset_moto
 

@@ -18,7 +18,8 @@ from gql_api.settings import Settings, SettingsError, load_settings
 from gql_api.stores import create_store
 from gql_api.stores import sqlite as sqlite_module
 from gql_api.stores.base import DatabaseUnavailable, PageQuery
-from gql_api.stores.sqlite import MIGRATIONS, SqliteStore, _fetchall, _page_sql
+from gql_api.stores.sqlite import SqliteStore, _fetchall
+from gql_api.stores.sqlite_schema import MIGRATIONS, page_sql
 from tests.helpers import ALICE, record
 
 FEEDS = [
@@ -38,7 +39,7 @@ def test_every_feed_page_is_an_index_range_without_sorting(query: PageQuery) -> 
     db = sqlite3.connect(":memory:")
     for script in MIGRATIONS:
         db.executescript(script)
-    sql, params = _page_sql(query)
+    sql, params = page_sql(query)
     plan = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
     assert plan
     assert not any("TEMP B-TREE" in step for step in plan), plan

@@ -31,8 +31,23 @@ from gql_api.stores.base import (
     stored_post_id,
     translated,
 )
-from gql_api.stores.documents import DocumentCodec
-from gql_api.stores.keyset import from_micros, parse_position, position_of, to_micros
+from gql_api.stores.dynamodb_table import (
+    CODEC,
+    FIX,
+    INDEXES,
+    SORT_KEY,
+    compare,
+    id_of,
+    plain,
+    post_key,
+    profile_key,
+    sort_key,
+    table_definition,
+    tag_item,
+    tag_key,
+    typed,
+)
+from gql_api.stores.keyset import parse_position, position_of, to_micros
 
 if TYPE_CHECKING:
     import aioboto3
@@ -42,15 +57,6 @@ log = logging.getLogger(__name__)
 
 LOCAL_REGION = "us-east-1"  # for local servers when no region is configured
 BATCH_GET_ATTEMPTS = 5
-
-# index name -> (partition key attribute, projection)
-INDEXES: dict[str, tuple[str, str]] = {
-    "feed": ("feedPk", "ALL"),
-    "author": ("authorPk", "ALL"),
-    "tag": ("tagPk", "KEYS_ONLY"),
-    "tagAuthor": ("tagAuthorPk", "KEYS_ONLY"),
-}
-SORT_KEY = "feedSk"
 
 _UNAVAILABLE_CODES = {
     "ResourceNotFoundException",
@@ -63,33 +69,6 @@ _UNAVAILABLE_CODES = {
     "AccessDeniedException",
     "ExpiredTokenException",
 }
-
-
-def table_definition(table: str) -> dict[str, Any]:
-    """The ``CreateTable`` request of the table this store expects (also for deploy files)."""
-    attributes = {"pk", "sk", SORT_KEY} | {key for key, _ in INDEXES.values()}
-    return {
-        "TableName": table,
-        "BillingMode": "PAY_PER_REQUEST",
-        "AttributeDefinitions": [
-            {"AttributeName": name, "AttributeType": "S"} for name in sorted(attributes)
-        ],
-        "KeySchema": [
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        "GlobalSecondaryIndexes": [
-            {
-                "IndexName": name,
-                "KeySchema": [
-                    {"AttributeName": key, "KeyType": "HASH"},
-                    {"AttributeName": SORT_KEY, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": projection},
-            }
-            for name, (key, projection) in INDEXES.items()
-        ],
-    }
 
 
 class DynamoDBStore:
@@ -168,7 +147,7 @@ class DynamoDBStore:
     async def ping(self) -> None:
         # A data-plane read (DescribeTable is rate-limited per account): half a read unit.
         async with self._calling() as client:
-            await client.get_item(TableName=self.table, Key=_post_key("healthz-probe"))
+            await client.get_item(TableName=self.table, Key=post_key("healthz-probe"))
 
     # --- posts -------------------------------------------------------------------------
 
@@ -177,7 +156,7 @@ class DynamoDBStore:
             return None
         async with self._calling() as client:
             answer = await client.get_item(
-                TableName=self.table, Key=_post_key(post_id), ConsistentRead=True
+                TableName=self.table, Key=post_key(post_id), ConsistentRead=True
             )
         item = answer.get("Item")
         return None if item is None else _record(item)
@@ -192,9 +171,7 @@ class DynamoDBStore:
                 }
             }
         ]
-        writes += [
-            {"Put": {"TableName": self.table, "Item": _tag_item(post, t)}} for t in post.tags
-        ]
+        writes += [{"Put": {"TableName": self.table, "Item": tag_item(post, t)}} for t in post.tags]
         await self._transact(writes, post.id, creating=True)
         return post
 
@@ -205,7 +182,7 @@ class DynamoDBStore:
             {
                 "Update": {
                     "TableName": self.table,
-                    "Key": _post_key(stored_post_id(current.id)),
+                    "Key": post_key(stored_post_id(current.id)),
                     # Placeholders for every name: none can collide with a reserved word.
                     "UpdateExpression": "SET " + ", ".join(f"#{n} = :{n}" for n in fields),
                     "ConditionExpression": "#version = :read",
@@ -221,9 +198,9 @@ class DynamoDBStore:
         removed = [t for t in current.tags if t not in changes.tags]
         added = [t for t in changes.tags if t not in current.tags]
         writes += [
-            {"Delete": {"TableName": self.table, "Key": _tag_key(current.id, t)}} for t in removed
+            {"Delete": {"TableName": self.table, "Key": tag_key(current.id, t)}} for t in removed
         ]
-        writes += [{"Put": {"TableName": self.table, "Item": _tag_item(updated, t)}} for t in added]
+        writes += [{"Put": {"TableName": self.table, "Item": tag_item(updated, t)}} for t in added]
         await self._transact(writes, current.id)
         return updated
 
@@ -232,7 +209,7 @@ class DynamoDBStore:
             {
                 "Delete": {
                     "TableName": self.table,
-                    "Key": _post_key(stored_post_id(current.id)),
+                    "Key": post_key(stored_post_id(current.id)),
                     "ConditionExpression": "version = :read",
                     "ExpressionAttributeValues": {":read": {"N": str(current.version)}},
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
@@ -240,7 +217,7 @@ class DynamoDBStore:
             }
         ]
         writes += [
-            {"Delete": {"TableName": self.table, "Key": _tag_key(current.id, t)}}
+            {"Delete": {"TableName": self.table, "Key": tag_key(current.id, t)}}
             for t in current.tags
         ]
         await self._transact(writes, current.id)
@@ -249,7 +226,7 @@ class DynamoDBStore:
         after = None
         if query.after is not None:
             micros, post_id = parse_position(query.after)
-            after = _sort_key(micros, post_id)
+            after = sort_key(micros, post_id)
         limit = query.first + 1
         if query.tag is not None:
             if query.author_id is None:
@@ -257,7 +234,7 @@ class DynamoDBStore:
             else:
                 index, key = "tagAuthor", f"TAG#{query.tag} {query.author_id}"
             entries = await self._query(index, key, after, limit)
-            posts = await self._batch_get([_id_of(e) for e in entries[: query.first]])
+            posts = await self._batch_get([id_of(e) for e in entries[: query.first]])
             has_next = len(entries) > query.first
         elif query.author_id is not None:
             items = await self._query("author", f"AUTHOR#{query.author_id}", after, limit)
@@ -277,7 +254,7 @@ class DynamoDBStore:
         )
 
     async def get_profiles(self, user_ids: Sequence[str]) -> Mapping[str, ProfileRecord]:
-        items = await self._batch_get_items([_profile_key(uid) for uid in user_ids])
+        items = await self._batch_get_items([profile_key(uid) for uid in user_ids])
         return {
             (user_id := item["pk"]["S"].removeprefix("PROFILE#")): CODEC.profile_record(
                 user_id, plain(item)
@@ -286,7 +263,7 @@ class DynamoDBStore:
         }
 
     async def put_profile(self, profile: ProfileRecord) -> ProfileRecord:
-        item = {**_profile_key(profile.user_id), **typed(CODEC.profile(profile))}
+        item = {**profile_key(profile.user_id), **typed(CODEC.profile(profile))}
         async with self._calling() as client:
             await client.put_item(TableName=self.table, Item=item)
         return profile
@@ -311,14 +288,13 @@ class DynamoDBStore:
         """The table and its indexes, compared with what this store expects."""
         from botocore.exceptions import ClientError
 
-        fix = "run `gql-api provision` (or deploy the table of deploy/aws)"
         try:
             async with self._calling(translate=False) as client:
                 described = (await client.describe_table(TableName=self.table))["Table"]
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             if code == "ResourceNotFoundException":
-                return [(False, f"table {self.table}: not found; fix: {fix}")]
+                return [(False, f"table {self.table}: not found; fix: {FIX}")]
             return [
                 (
                     False,
@@ -326,44 +302,17 @@ class DynamoDBStore:
                     "dynamodb:DescribeTable and check credentials and region",
                 )
             ]
-        expected = table_definition(self.table)
-        checks = [
-            (
-                described.get("KeySchema") == expected["KeySchema"],
-                f"table {self.table}: key schema pk (HASH), sk (RANGE)",
-            ),
-            (
-                described.get("TableStatus") == "ACTIVE",
-                f"table {self.table}: status {described.get('TableStatus')}",
-            ),
-        ]
-        present = {i["IndexName"]: i for i in described.get("GlobalSecondaryIndexes", [])}
-        for index in expected["GlobalSecondaryIndexes"]:
-            name = index["IndexName"]
-            found = present.get(name)
-            if found is None:
-                checks.append((False, f"index {name}: missing; fix: {fix}"))
-                continue
-            same = (
-                found.get("KeySchema") == index["KeySchema"]
-                and found.get("Projection", {}).get("ProjectionType")
-                == index["Projection"]["ProjectionType"]
-            )
-            status = found.get("IndexStatus")
-            shape = "as expected" if same else "differs from what gql-api expects"
-            line = f"index {name}: {shape}, {status}"
-            checks.append((same and status == "ACTIVE", line if same else f"{line}; fix: {fix}"))
-        return checks
+        return compare(self.table, described)
 
     # --- internals ---------------------------------------------------------------------
 
     def _post_item(self, post: PostRecord) -> dict[str, Any]:
         return {
-            **_post_key(post.id),
+            **post_key(post.id),
             **typed(CODEC.post(post)),
             "feedPk": {"S": f"FEED#{self._shard(post.id)}"},
             "authorPk": {"S": f"AUTHOR#{post.author_id}"},
-            SORT_KEY: {"S": _sort_key(to_micros(post.created_at), post.id)},
+            SORT_KEY: {"S": sort_key(to_micros(post.created_at), post.id)},
         }
 
     def _shard(self, post_id: str) -> int:
@@ -403,7 +352,7 @@ class DynamoDBStore:
 
     async def _batch_get(self, post_ids: list[str]) -> list[PostRecord]:
         """The posts in the order asked; posts deleted since the index was read are skipped."""
-        items = await self._batch_get_items([_post_key(pid) for pid in post_ids])
+        items = await self._batch_get_items([post_key(pid) for pid in post_ids])
         by_id = {item["id"]["S"]: _record(item) for item in items}
         return [by_id[pid] for pid in post_ids if pid in by_id]
 
@@ -467,72 +416,6 @@ def _outage(error: Exception) -> str | None:
     if isinstance(error, BotoCoreError):  # connection refused, timeouts, no credentials
         return f"DynamoDB unreachable: {error}"
     return None
-
-
-def _post_key(post_id: str) -> dict[str, Any]:
-    return {"pk": {"S": f"POST#{post_id}"}, "sk": {"S": "POST"}}
-
-
-def _profile_key(user_id: str) -> dict[str, Any]:
-    return {"pk": {"S": f"PROFILE#{user_id}"}, "sk": {"S": "PROFILE"}}
-
-
-def _tag_key(post_id: str, tag: str) -> dict[str, Any]:
-    return {"pk": {"S": f"POST#{post_id}"}, "sk": {"S": f"TAG#{tag}"}}
-
-
-def _tag_item(post: PostRecord, tag: str) -> dict[str, Any]:
-    return {
-        **_tag_key(post.id, tag),
-        "tagPk": {"S": f"TAG#{tag}"},
-        "tagAuthorPk": {"S": f"TAG#{tag} {post.author_id}"},
-        SORT_KEY: {"S": _sort_key(to_micros(post.created_at), post.id)},
-    }
-
-
-def _sort_key(micros: int, post_id: str) -> str:
-    return f"{micros:016d}#{post_id}"
-
-
-def _id_of(entry: dict[str, Any]) -> str:
-    pk: str = entry["pk"]["S"]
-    return pk.removeprefix("POST#")
-
-
-def typed(document: Mapping[str, Any]) -> dict[str, Any]:
-    """A document of ``CODEC`` as DynamoDB attribute values (strings, booleans, integers,
-    lists of strings: all a post or a profile holds)."""
-    return {name: _attribute(value) for name, value in document.items()}
-
-
-def plain(item: Mapping[str, Any]) -> dict[str, Any]:
-    """An item's attribute values as ``CODEC`` reads them (its keys included)."""
-    return {name: _value(attribute) for name, attribute in item.items()}
-
-
-def _attribute(value: Any) -> dict[str, Any]:
-    if isinstance(value, bool):  # before int: a bool is an int too
-        return {"BOOL": value}
-    if isinstance(value, int):
-        return {"N": str(value)}
-    if isinstance(value, str):
-        return {"S": value}
-    return {"L": [{"S": entry} for entry in value]}
-
-
-def _value(attribute: Mapping[str, Any]) -> Any:
-    ((kind, raw),) = attribute.items()
-    if kind == "N":
-        return int(raw)
-    if kind == "L":
-        return [entry["S"] for entry in raw]
-    return raw
-
-
-# Times as integer microseconds; an absent value is left out of the item.
-CODEC = DocumentCodec(
-    "createdAt", "updatedAt", write_time=to_micros, read_time=from_micros, keep_nulls=False
-)
 
 
 def _record(item: dict[str, Any]) -> PostRecord:

@@ -32,7 +32,8 @@ from gql_api.stores.base import (
     storable_post,
     stored_post_id,
 )
-from gql_api.stores.keyset import from_micros, parse_position, position_of, to_micros
+from gql_api.stores.keyset import position_of, to_micros
+from gql_api.stores.sqlite_schema import COLUMNS, MIGRATIONS, page_sql, profile_of, record_of
 
 log = logging.getLogger(__name__)
 
@@ -46,51 +47,6 @@ _SYNCHRONOUS: dict[str, str] = {"full": "FULL", "normal": "NORMAL"}
 # past it, so it fails before the caller's own timeout answers STORE_UNAVAILABLE (the
 # rest of the timeout is the COMMIT's margin).
 BUSY_SHARE = 0.9
-
-# Each entry moves the schema from version N to N + 1 (PRAGMA user_version).
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE posts (
-        id TEXT PRIMARY KEY,
-        author_id TEXT NOT NULL,
-        content TEXT NOT NULL,
-        is_markdown INTEGER NOT NULL,
-        tags TEXT NOT NULL,
-        image_keys TEXT NOT NULL,
-        created_us INTEGER NOT NULL,
-        updated_us INTEGER,
-        version INTEGER NOT NULL,
-        author_nickname TEXT
-    );
-    CREATE INDEX posts_feed ON posts (created_us DESC, id DESC);
-    CREATE INDEX posts_author_feed ON posts (author_id, created_us DESC, id DESC);
-    CREATE TABLE post_tags (
-        tag TEXT NOT NULL,
-        created_us INTEGER NOT NULL,
-        post_id TEXT NOT NULL,
-        author_id TEXT NOT NULL,
-        PRIMARY KEY (tag, created_us, post_id)
-    ) WITHOUT ROWID;
-    CREATE INDEX post_tags_author ON post_tags (author_id, tag, created_us, post_id);
-    CREATE INDEX post_tags_post ON post_tags (post_id);
-    CREATE TABLE profiles (
-        user_id TEXT PRIMARY KEY,
-        nickname TEXT
-    ) WITHOUT ROWID;
-    """,
-    """
-    ALTER TABLE profiles ADD COLUMN updated_us INTEGER;
-    """,
-    """
-    ALTER TABLE posts ADD COLUMN idempotency_digest TEXT;
-    """,
-]
-
-_COLUMNS = (
-    "id, author_id, content, is_markdown, tags, image_keys, created_us, updated_us, "
-    "version, author_nickname, idempotency_digest"
-)
-_P_COLUMNS = ", ".join(f"p.{c.strip()}" for c in _COLUMNS.split(","))
 
 
 class SqliteStore:
@@ -154,8 +110,8 @@ class SqliteStore:
         if not is_storable_post_id(post_id):
             return None
         async with self._read() as db:
-            rows = await _fetchall(db, f"SELECT {_COLUMNS} FROM posts WHERE id = ?", (post_id,))
-        return _record(rows[0]) if rows else None
+            rows = await _fetchall(db, f"SELECT {COLUMNS} FROM posts WHERE id = ?", (post_id,))
+        return record_of(rows[0]) if rows else None
 
     async def create(self, post: PostRecord) -> PostRecord:
         storable_post(post)
@@ -164,7 +120,7 @@ class SqliteStore:
             if await _fetchall(db, "SELECT 1 FROM posts WHERE id = ?", (post.id,)):
                 raise AlreadyExists(post.id)
             await db.execute(
-                f"INSERT INTO posts ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO posts ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     post.id,
                     post.author_id,
@@ -191,7 +147,7 @@ class SqliteStore:
             cursor = await db.execute(
                 "UPDATE posts SET content = ?, is_markdown = ?, tags = ?, image_keys = ?, "
                 "updated_us = ?, version = version + 1 "
-                f"WHERE id = ? AND version = ? RETURNING {_COLUMNS}",
+                f"WHERE id = ? AND version = ? RETURNING {COLUMNS}",
                 (
                     changes.content,
                     int(changes.is_markdown),
@@ -206,7 +162,7 @@ class SqliteStore:
             await cursor.close()
             if row is None:
                 await _raise_missing_or_conflict(db, current.id)
-            updated = _record(row)
+            updated = record_of(row)
             await db.execute("DELETE FROM post_tags WHERE post_id = ?", (current.id,))
             await _insert_tags(db, updated)
             return updated
@@ -227,10 +183,10 @@ class SqliteStore:
         await self._transaction(work)
 
     async def list_posts(self, query: PageQuery) -> PostPage:
-        sql, params = _page_sql(query)
+        sql, params = page_sql(query)
         async with self._read() as db:
             rows = await _fetchall(db, sql, params)
-        return page_of([_record(row) for row in rows], query.first, position_of)
+        return page_of([record_of(row) for row in rows], query.first, position_of)
 
     async def get_profiles(self, user_ids: Sequence[str]) -> Mapping[str, ProfileRecord]:
         if not user_ids:
@@ -242,7 +198,7 @@ class SqliteStore:
                 f"SELECT user_id, nickname, updated_us FROM profiles WHERE user_id IN ({marks})",
                 tuple(user_ids),
             )
-        return {row[0]: _profile(row) for row in rows}
+        return {row[0]: profile_of(row) for row in rows}
 
     async def put_profile(self, profile: ProfileRecord) -> ProfileRecord:
         async def work(db: aiosqlite.Connection) -> None:
@@ -394,58 +350,3 @@ async def _insert_tags(db: aiosqlite.Connection, post: PostRecord) -> None:
             "INSERT INTO post_tags (tag, created_us, post_id, author_id) VALUES (?, ?, ?, ?)",
             [(tag, micros, post.id, post.author_id) for tag in post.tags],
         )
-
-
-def _page_sql(query: PageQuery) -> tuple[str, tuple[Any, ...]]:
-    params: list[Any] = []
-    if query.tag is not None:
-        # Feed rows come from post_tags, whose primary key is the tag feed's order.
-        source = "post_tags t JOIN posts p ON p.id = t.post_id"
-        order_keys = ("t.created_us", "t.post_id")
-        where = ["t.tag = ?"]
-        params.append(query.tag)
-        if query.author_id is not None:
-            where.append("t.author_id = ?")
-            params.append(query.author_id)
-    else:
-        source = "posts p"
-        order_keys = ("p.created_us", "p.id")
-        where = []
-        if query.author_id is not None:
-            where.append("p.author_id = ?")
-            params.append(query.author_id)
-    if query.after is not None:
-        micros, post_id = parse_position(query.after)
-        where.append(f"({order_keys[0]}, {order_keys[1]}) < (?, ?)")
-        params += [micros, post_id]
-    condition = f"WHERE {' AND '.join(where)} " if where else ""
-    sql = (
-        f"SELECT {_P_COLUMNS} FROM {source} {condition}"
-        f"ORDER BY {order_keys[0]} DESC, {order_keys[1]} DESC LIMIT ?"
-    )
-    params.append(query.first + 1)
-    return sql, tuple(params)
-
-
-def _profile(row: Any) -> ProfileRecord:
-    return ProfileRecord(
-        user_id=row[0],
-        nickname=row[1],
-        updated_at=None if row[2] is None else from_micros(row[2]),
-    )
-
-
-def _record(row: Any) -> PostRecord:
-    return PostRecord(
-        id=row[0],
-        author_id=row[1],
-        content=row[2],
-        is_markdown=bool(row[3]),
-        tags=tuple(json.loads(row[4])),
-        image_keys=tuple(json.loads(row[5])),
-        created_at=from_micros(row[6]),
-        updated_at=None if row[7] is None else from_micros(row[7]),
-        version=row[8],
-        author_nickname=row[9],
-        idempotency_digest=row[10],
-    )

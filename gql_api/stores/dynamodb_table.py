@@ -1,0 +1,148 @@
+"""The DynamoDB table and its items: the table's definition (which `gql-api provision`
+and the SAM template share) and the doctor's comparison with it; the keys of posts, tag
+entries and profiles; documents as DynamoDB attribute values. Their layout and why:
+README, "The DynamoDB store"."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gql_api.domain.records import PostRecord
+from gql_api.stores.documents import DocumentCodec
+from gql_api.stores.keyset import from_micros, to_micros
+
+# index name -> (partition key attribute, projection)
+INDEXES: dict[str, tuple[str, str]] = {
+    "feed": ("feedPk", "ALL"),
+    "author": ("authorPk", "ALL"),
+    "tag": ("tagPk", "KEYS_ONLY"),
+    "tagAuthor": ("tagAuthorPk", "KEYS_ONLY"),
+}
+SORT_KEY = "feedSk"
+FIX = "run `gql-api provision` (or deploy the table of deploy/aws)"
+
+# Times as integer microseconds; an absent value is left out of the item.
+CODEC = DocumentCodec(
+    "createdAt", "updatedAt", write_time=to_micros, read_time=from_micros, keep_nulls=False
+)
+
+
+def table_definition(table: str) -> dict[str, Any]:
+    """The ``CreateTable`` request of the table this store expects (also for deploy files)."""
+    attributes = {"pk", "sk", SORT_KEY} | {key for key, _ in INDEXES.values()}
+    return {
+        "TableName": table,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": name, "AttributeType": "S"} for name in sorted(attributes)
+        ],
+        "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": name,
+                "KeySchema": [
+                    {"AttributeName": key, "KeyType": "HASH"},
+                    {"AttributeName": SORT_KEY, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": projection},
+            }
+            for name, (key, projection) in INDEXES.items()
+        ],
+    }
+
+
+def compare(table: str, described: Mapping[str, Any]) -> list[tuple[bool, str]]:
+    """``DescribeTable``'s answer against ``table_definition``: (ok, one line with a fix)."""
+    fix = FIX
+    expected = table_definition(table)
+    checks = [
+        (
+            described.get("KeySchema") == expected["KeySchema"],
+            f"table {table}: key schema pk (HASH), sk (RANGE)",
+        ),
+        (
+            described.get("TableStatus") == "ACTIVE",
+            f"table {table}: status {described.get('TableStatus')}",
+        ),
+    ]
+    present = {i["IndexName"]: i for i in described.get("GlobalSecondaryIndexes", [])}
+    for index in expected["GlobalSecondaryIndexes"]:
+        name = index["IndexName"]
+        found = present.get(name)
+        if found is None:
+            checks.append((False, f"index {name}: missing; fix: {fix}"))
+            continue
+        same = (
+            found.get("KeySchema") == index["KeySchema"]
+            and found.get("Projection", {}).get("ProjectionType")
+            == index["Projection"]["ProjectionType"]
+        )
+        status = found.get("IndexStatus")
+        shape = "as expected" if same else "differs from what gql-api expects"
+        line = f"index {name}: {shape}, {status}"
+        checks.append((same and status == "ACTIVE", line if same else f"{line}; fix: {fix}"))
+    return checks
+
+
+def post_key(post_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"POST#{post_id}"}, "sk": {"S": "POST"}}
+
+
+def profile_key(user_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"PROFILE#{user_id}"}, "sk": {"S": "PROFILE"}}
+
+
+def tag_key(post_id: str, tag: str) -> dict[str, Any]:
+    return {"pk": {"S": f"POST#{post_id}"}, "sk": {"S": f"TAG#{tag}"}}
+
+
+def tag_item(post: PostRecord, tag: str) -> dict[str, Any]:
+    return {
+        **tag_key(post.id, tag),
+        "tagPk": {"S": f"TAG#{tag}"},
+        "tagAuthorPk": {"S": f"TAG#{tag} {post.author_id}"},
+        SORT_KEY: {"S": sort_key(to_micros(post.created_at), post.id)},
+    }
+
+
+def sort_key(micros: int, post_id: str) -> str:
+    return f"{micros:016d}#{post_id}"
+
+
+def id_of(entry: dict[str, Any]) -> str:
+    pk: str = entry["pk"]["S"]
+    return pk.removeprefix("POST#")
+
+
+def typed(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A document of ``CODEC`` as DynamoDB attribute values (strings, booleans, integers,
+    lists of strings: all a post or a profile holds)."""
+    return {name: _attribute(value) for name, value in document.items()}
+
+
+def plain(item: Mapping[str, Any]) -> dict[str, Any]:
+    """An item's attribute values as ``CODEC`` reads them (its keys included)."""
+    return {name: _value(attribute) for name, attribute in item.items()}
+
+
+def _attribute(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):  # before int: a bool is an int too
+        return {"BOOL": value}
+    if isinstance(value, int):
+        return {"N": str(value)}
+    if isinstance(value, str):
+        return {"S": value}
+    return {"L": [{"S": entry} for entry in value]}
+
+
+def _value(attribute: Mapping[str, Any]) -> Any:
+    ((kind, raw),) = attribute.items()
+    if kind == "N":
+        return int(raw)
+    if kind == "L":
+        return [entry["S"] for entry in raw]
+    return raw
