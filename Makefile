@@ -77,9 +77,12 @@ bench-coldstart: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python bench/coldstart.py
 
-# Every benchmark, one after another (wrk must be installed: apt-get install wrk).
+# Every benchmark, one after another. The HTTP bench's load generator is Debian's wrk;
+# its Node baselines (graphql-yoga, graphql-jit) are pinned in bench/graphql_node.
 bench: bench-coldstart
+	command -v wrk >/dev/null || apt-get install -y --no-install-recommends wrk
 	npm ci --prefix bench/dynalite --no-audit --no-fund --loglevel=error
+	npm ci --prefix bench/graphql_node --no-audit --no-fund --loglevel=error
 	$(BIN)/python bench/http_bench.py
 	$(BIN)/python bench/page_depth.py
 	$(BIN)/python bench/memory.py

@@ -37,6 +37,9 @@ PLATFORMS = {
 }
 # Where Lambda unpacks the function: the source path recorded in the bytecode.
 LAMBDA_TASK_ROOT = "/var/task"
+# `gql-api serve`'s server stack: dependencies of the package that the function never
+# imports (Lambda runs the app through Mangum), so the zip leaves them out.
+SERVE_ONLY = ("uvicorn", "uvloop", "httptools")
 # Written by pip for this machine or this checkout: not part of the function.
 _LEFT_OUT_NAMES = {"direct_url.json", "INSTALLER", "REQUESTED"}
 
@@ -101,6 +104,7 @@ def build_lambda_zip(
             *(["--constraint", str(constraints)] if constraints.exists() else []),
             f"{wheel}[aws]",
         )
+        _drop_serve_only(target)
         compiled_with = None if compiler is None else compile_bytecode(compiler, target)
         files = sorted(
             (
@@ -149,6 +153,13 @@ def _content(path: Path) -> bytes:
         if not _left_out(line.split(",", 1)[0])
     ]
     return "".join(kept).encode()
+
+
+def _drop_serve_only(target: Path) -> None:
+    for name in SERVE_ONLY:
+        for path in [target / name, *target.glob(f"{name}-*.dist-info")]:
+            if path.is_dir():
+                shutil.rmtree(path)
 
 
 def _left_out(relative: str) -> bool:

@@ -1,26 +1,37 @@
-"""`gql-api serve`: uvicorn, bounded against slow and greedy clients.
+"""`gql-api serve`: uvicorn on uvloop and httptools, bounded against slow and greedy clients.
 
 uvicorn bounds idle keep-alive connections (``timeout_keep_alive``) and, with
 ``limit_concurrency``, how many connections it serves; nothing bounds a client that
 sends its request head a byte at a time, which holds a connection as long as it likes.
-``BoundedH11Protocol`` closes a connection whose request head is not complete within
+The bounded protocols close a connection whose request head is not complete within
 ``head_timeout`` seconds (from the connection's start, or from the previous answer), and
-ends a connection after ``max_requests`` answers. The body has its own timeout in the
+end a connection after ``max_requests`` answers. The body has its own timeout in the
 endpoint (``GQL_API_BODY_TIMEOUT``), which also holds on Lambda and elsewhere.
+
+httptools parses in C and uvloop runs the event loop in C: about 2.5 times the requests
+a second of h11 on asyncio for the same app (bench/http_bench.py's ceiling). Without them
+(a platform they do not build on) serve falls back to h11 and asyncio, with the same bounds.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import importlib.util
+from typing import TYPE_CHECKING, Any
 
-import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from gql_api.settings import Settings
 
+if TYPE_CHECKING:
+    _Protocol = H11Protocol  # what the bounds use of either protocol: the same names
+else:
+    _Protocol = object
 
-class BoundedH11Protocol(H11Protocol):
+
+class Bounded(_Protocol):
+    """The bounds, over uvicorn's h11 or httptools protocol (placed before it)."""
+
     head_timeout = 10.0  # set by protocol_for
     max_requests = 1000
 
@@ -51,10 +62,10 @@ class BoundedH11Protocol(H11Protocol):
             self._last_cycle = self.cycle
             self._requests += 1
             if self._requests >= self.max_requests:
-                # Its answer closes the connection, and says so (uvicorn adds the header
-                # to the answer of a request that carries it).
+                # Its answer says it closes the connection, and closes it.
                 self.cycle.keep_alive = False
-                self.headers.append((b"connection", b"close"))  # the scope's own list
+                if isinstance(self, H11Protocol):  # h11 adds the header only if asked to
+                    self.headers.append((b"connection", b"close"))  # the scope's own list
         if self._in_flight():
             self._cancel_head_timer()
 
@@ -73,24 +84,39 @@ class BoundedH11Protocol(H11Protocol):
     def _head_timed_out(self) -> None:
         self._head_timer = None
         if not self._in_flight() and not self.transport.is_closing():
-            if self.conn.our_state in (h11.IDLE, h11.DONE):
-                self.conn.send(h11.ConnectionClosed())
+            if isinstance(self, H11Protocol):
+                import h11
+
+                if self.conn.our_state in (h11.IDLE, h11.DONE):
+                    self.conn.send(h11.ConnectionClosed())
             self.transport.close()
 
 
-def protocol_for(settings: Settings) -> type[BoundedH11Protocol]:
-    """The protocol class with this server's bounds."""
-    return type(
-        "ServedH11Protocol",
-        (BoundedH11Protocol,),
-        {"head_timeout": settings.head_timeout, "max_requests": settings.keepalive_max_requests},
-    )
+def fast_stack() -> bool:
+    """Whether httptools and uvloop are installed (they are dependencies where they build)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("httptools", "uvloop"))
+
+
+def protocol_for(settings: Settings) -> type[Any]:
+    """The protocol class with this server's bounds: over httptools, else h11."""
+    if fast_stack():
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        base: type[Any] = HttpToolsProtocol
+    else:
+        base = H11Protocol
+    bounds = {
+        "head_timeout": settings.head_timeout,
+        "max_requests": settings.keepalive_max_requests,
+    }
+    return type("ServedProtocol", (Bounded, base), bounds)
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """The bounds `gql-api serve` gives uvicorn itself."""
+    """The stack and the bounds `gql-api serve` gives uvicorn."""
     return {
         "http": protocol_for(settings),
+        "loop": "uvloop" if fast_stack() else "asyncio",
         "timeout_keep_alive": settings.keepalive_timeout,
         "limit_concurrency": settings.max_connections,
     }

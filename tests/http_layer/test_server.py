@@ -153,3 +153,25 @@ def test_the_defaults_bound_every_client() -> None:
         defaults.keepalive_max_requests,
         defaults.max_connections,
     ) == (10.0, 30.0, 5, 1000, 1000)
+
+
+def test_serve_runs_on_uvloop_and_httptools_with_its_bounds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from gql_api.http import server
+
+    settings = Settings(head_timeout=2, keepalive_max_requests=7)
+    options = server.uvicorn_options(settings)
+    assert options["loop"] == "uvloop"
+    assert issubclass(options["http"], server.Bounded)
+    assert issubclass(options["http"], HttpToolsProtocol)
+    assert (options["http"].head_timeout, options["http"].max_requests) == (2, 7)
+    # Where the C parts are missing: h11 on asyncio, with the same bounds.
+    monkeypatch.setattr(server, "fast_stack", lambda: False)
+    fallback = server.uvicorn_options(settings)
+    assert fallback["loop"] == "asyncio"
+    assert issubclass(fallback["http"], server.Bounded)
+    assert issubclass(fallback["http"], H11Protocol)
