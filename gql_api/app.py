@@ -185,6 +185,7 @@ def create_app(
         max_response_bytes=settings.max_response_bytes,
         introspection=settings.introspection_enabled,
     )
+    log.debug("store %s, %s", store.name, limits)  # what this instance enforces, at start
     endpoint = GraphQLEndpoint(
         Executor(schema, limits),
         service=service,
