@@ -26,7 +26,7 @@ from gql_api.http.endpoint import GRAPHIQL_STATIC, GraphQLEndpoint
 from gql_api.http.rate_limits import RateLimiter, RateLimits
 from gql_api.images import ImageStorage, open_image_storage, upload_url_ttl
 from gql_api.schema.root import schema
-from gql_api.settings import Settings
+from gql_api.settings import Settings, SettingsError
 from gql_api.stores import create_store
 from gql_api.stores.base import PostStore
 
@@ -186,12 +186,21 @@ def create_app(
         introspection=settings.introspection_enabled,
     )
     log.debug("store %s, %s", store.name, limits)  # what this instance enforces, at start
+    graphiql = settings.graphiql_enabled
+    if graphiql and not GRAPHIQL_STATIC.is_dir():  # a package built without its assets
+        if settings.graphiql:
+            raise SettingsError(
+                "GQL_API_GRAPHIQL is on but GraphiQL's assets are not in this package: "
+                "build it with `gql-api package lambda --graphiql`, or set "
+                "GQL_API_GRAPHIQL=false"
+            )
+        graphiql = False
     endpoint = GraphQLEndpoint(
         Executor(schema, limits),
         service=service,
         authenticator=authenticator,
         max_body_bytes=settings.max_body_bytes,
-        graphiql=settings.graphiql,
+        graphiql=graphiql,
         rate_limiter=RateLimiter(
             RateLimits(
                 writes_per_minute=settings.writes_per_minute,
@@ -235,7 +244,7 @@ def create_app(
         Route("/graphql", endpoint),
         Route("/healthz", healthz, methods=["GET"]),
     ]
-    if settings.graphiql:
+    if graphiql:
         static = StaticFiles(directory=GRAPHIQL_STATIC)
         routes.append(Mount("/graphiql/static", app=static, name="graphiql"))
     app = Starlette(

@@ -114,7 +114,7 @@ class Settings(BaseSettings):
 
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
-    graphiql: bool = True
+    graphiql: bool | None = None  # None: on, except on AWS Lambda (see graphiql_enabled)
     introspection: bool | None = None  # None: on, except where deployed (see deployed_on)
     shared_dev_server: bool = False
     max_depth: Annotated[int, Field(ge=2, le=100)] = 12
@@ -350,6 +350,14 @@ class Settings(BaseSettings):
             if getattr(self, field):
                 return f"{platform} ({variable} is set)"
         return None
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        """GraphiQL for browsers: on, except on Lambda, whose function answers an API's
+        clients (its assets would cost each cold start that serves one)."""
+        if self.graphiql is not None:
+            return self.graphiql
+        return self.lambda_function_name is None
 
     @property
     def introspection_enabled(self) -> bool:

@@ -62,6 +62,35 @@ def test_introspection_is_off_by_default_on_each_platform(
     assert load_settings().introspection_enabled is True
 
 
+@pytest.mark.parametrize(("variable", "value", "platform"), PLATFORMS)
+def test_graphiql_is_off_by_default_on_lambda_only(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, platform: str
+) -> None:
+    assert load_settings().graphiql_enabled is True
+    monkeypatch.setenv(variable, value)
+    for name, setting in JWT.items():
+        monkeypatch.setenv(name, setting)
+    assert load_settings().graphiql_enabled is (variable != "AWS_LAMBDA_FUNCTION_NAME")
+    monkeypatch.setenv("GQL_API_GRAPHIQL", "true")
+    assert load_settings().graphiql_enabled is True
+    monkeypatch.setenv("GQL_API_GRAPHIQL", "false")
+    assert load_settings().graphiql_enabled is False
+
+
+def test_graphiql_on_without_its_assets_names_the_fix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from gql_api import app
+
+    monkeypatch.setattr(app, "GRAPHIQL_STATIC", tmp_path / "not-packaged")
+    with pytest.raises(SettingsError, match="gql-api package lambda --graphiql"):
+        app.create_app(Settings(store="memory", dev_secret=DEV_SECRET, graphiql=True))
+    # Unset, GraphiQL is simply off in a package built without it.
+    for graphiql in (False, None):
+        built = app.create_app(Settings(store="memory", dev_secret=DEV_SECRET, graphiql=graphiql))
+        assert not [route for route in built.routes if getattr(route, "name", "") == "graphiql"]
+
+
 def test_a_developer_machine_keeps_dev_tokens_and_introspection() -> None:
     local = load_settings()
     assert (local.auth, local.deployed_on, local.introspection_enabled) == ("dev", None, True)

@@ -40,6 +40,11 @@ LAMBDA_TASK_ROOT = "/var/task"
 # `gql-api serve`'s server stack: dependencies of the package that the function never
 # imports (Lambda runs the app through Mangum), so the zip leaves them out.
 SERVE_ONLY = ("uvicorn", "uvloop", "httptools")
+# The AWS services the function calls (DynamoDB, S3 for images; STS for credentials that
+# assume a role): botocore's and boto3's models of the other 400 stay out of the zip.
+AWS_SERVICES = ("dynamodb", "s3", "sts")
+# GraphiQL's page and assets, in the package: in the zip only when asked for.
+GRAPHIQL_ASSETS = Path("gql_api/http/static/graphiql")
 # Written by pip for this machine or this checkout: not part of the function.
 _LEFT_OUT_NAMES = {"direct_url.json", "INSTALLER", "REQUESTED"}
 
@@ -69,7 +74,12 @@ def project_root() -> Path:
 
 
 def build_lambda_zip(
-    output: Path, *, python: str = "3.12", arch: str = "x86_64", bytecode: bool = True
+    output: Path,
+    *,
+    python: str = "3.12",
+    arch: str = "x86_64",
+    bytecode: bool = True,
+    graphiql: bool = False,
 ) -> Package:
     if arch not in PLATFORMS:
         raise PackagingError(f"--arch must be one of {', '.join(PLATFORMS)}")
@@ -105,7 +115,13 @@ def build_lambda_zip(
             f"{wheel}[aws]",
         )
         _drop_serve_only(target)
-        compiled_with = None if compiler is None else compile_bytecode(compiler, target)
+        if not graphiql:  # off on Lambda by default: its 4 MB of assets stay out too
+            shutil.rmtree(target / GRAPHIQL_ASSETS, ignore_errors=True)
+        _strip_shared_objects(target)
+        compiled_with = None
+        if compiler is not None:
+            compiled_with = compile_bytecode(compiler, target)
+            _sourceless(target)
         files = sorted(
             (
                 path
@@ -160,6 +176,12 @@ def _drop_serve_only(target: Path) -> None:
         for path in [target / name, *target.glob(f"{name}-*.dist-info")]:
             if path.is_dir():
                 shutil.rmtree(path)
+    # Each service's models are a folder of their own; the files beside them (endpoints,
+    # partitions, retry rules, defaults) serve every service and stay.
+    for data in (target / "botocore" / "data", target / "boto3" / "data"):
+        for service in data.iterdir() if data.is_dir() else ():
+            if service.is_dir() and service.name not in AWS_SERVICES:
+                shutil.rmtree(service)
 
 
 def _left_out(relative: str) -> bool:
@@ -239,6 +261,37 @@ def compile_bytecode(python: str, target: Path) -> str:
         env=env,
     )
     return version.stdout.strip()
+
+
+def _strip_shared_objects(target: Path) -> None:
+    """Extension modules without their symbol tables (``strip --strip-unneeded`` keeps
+    what loading them needs): a fifth of the function's bytes, read at every cold start."""
+    strip = shutil.which("strip")
+    if strip is None:
+        raise PackagingError("binutils' strip is needed (apt-get install binutils)")
+    libraries = sorted(str(path) for path in target.rglob("*.so*") if path.is_file())
+    if libraries:
+        result = subprocess.run(  # noqa: S603 - our own files
+            [strip, "--strip-unneeded", *libraries], capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise PackagingError(f"strip failed:\n{result.stderr[-3000:]}")
+
+
+def _sourceless(target: Path) -> None:
+    """Each compiled module as its bytecode alone, in the module's own place, where
+    Python imports a ``.pyc`` that has no source beside it (PEP 3147): the sources were
+    as large as their bytecode, and Lambda reads neither more than once. Tracebacks
+    then show file and line, not the line's text."""
+    for cached in sorted(target.rglob("__pycache__/*.pyc")):
+        module = cached.name.split(".cpython-", 1)[0]
+        source = cached.parent.parent / f"{module}.py"
+        if source.is_file():
+            cached.replace(cached.parent.parent / f"{module}.pyc")
+            source.unlink()
+    for folder in sorted(target.rglob("__pycache__"), reverse=True):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def _pip(*args: str, env: dict[str, str] | None = None) -> None:

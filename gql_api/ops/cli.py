@@ -201,7 +201,13 @@ def _build_tools() -> Any:
     help="Ship .pyc files compiled by that Python (Lambda cannot write them: without "
     "them every cold start compiles the sources).",
 )
-def package_lambda(python: str, arch: str, output: Path, bytecode: bool) -> None:
+@click.option(
+    "--graphiql/--no-graphiql",
+    default=False,
+    show_default=True,
+    help="Ship GraphiQL's page and assets (off on Lambda unless GQL_API_GRAPHIQL=true).",
+)
+def package_lambda(python: str, arch: str, output: Path, bytecode: bool, graphiql: bool) -> None:
     """The function zip: gql-api with the aws extra, for the Lambda platform, reproducible."""
     packaging = _build_tools()
     MAX_DIRECT_UPLOAD_BYTES = packaging.MAX_DIRECT_UPLOAD_BYTES
@@ -209,7 +215,9 @@ def package_lambda(python: str, arch: str, output: Path, bytecode: bool) -> None
     build_lambda_zip = packaging.build_lambda_zip
 
     try:
-        built = build_lambda_zip(output, python=python, arch=arch, bytecode=bytecode)
+        built = build_lambda_zip(
+            output, python=python, arch=arch, bytecode=bytecode, graphiql=graphiql
+        )
     except PackagingError as error:
         click.echo(f"gql-api: {error}", err=True)
         sys.exit(1)
