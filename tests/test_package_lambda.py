@@ -115,12 +115,18 @@ def test_the_zip_holds_the_aws_stack_for_linux_and_nothing_of_this_machine(
     )
 
 
-def test_the_unpacked_zip_serves_an_event_with_python_312(
-    built: tuple[Path, Path, str], tmp_path: Path, moto_url: str
-) -> None:
-    unpacked = tmp_path / "function"
+@pytest.fixture
+def unpacked(built: tuple[Path, Path, str], tmp_path: Path) -> Path:
+    """The zip unpacked, as Lambda lays the function out."""
+    folder = tmp_path / "function"
     with zipfile.ZipFile(built[0]) as archive:
-        archive.extractall(unpacked)
+        archive.extractall(folder)
+    return folder
+
+
+def test_the_unpacked_zip_serves_an_event_with_python_312(
+    unpacked: Path, tmp_path: Path, moto_url: str
+) -> None:
     reset_moto(moto_url)
     settings = {
         "GQL_API_STORE": "dynamodb",
@@ -202,7 +208,7 @@ def invoke_all(
 
 
 def test_the_slim_zip_answers_every_operation_on_dynamodb_and_s3(
-    built: tuple[Path, Path, str], tmp_path: Path, moto_url: str
+    unpacked: Path, moto_url: str
 ) -> None:
     import boto3  # type: ignore[import-untyped]
     import httpx
@@ -210,9 +216,6 @@ def test_the_slim_zip_answers_every_operation_on_dynamodb_and_s3(
     from gql_api.auth.dev import mint_dev_token
     from gql_api.settings import Settings
 
-    unpacked = tmp_path / "function"
-    with zipfile.ZipFile(built[0]) as archive:
-        archive.extractall(unpacked)
     # Only the services the function calls are modelled in the zip.
     assert sorted(p.name for p in (unpacked / "botocore" / "data").iterdir() if p.is_dir()) == [
         "dynamodb",
