@@ -114,7 +114,7 @@ def build_lambda_zip(
             *(["--constraint", str(constraints)] if constraints.exists() else []),
             f"{wheel}[aws]",
         )
-        _drop_serve_only(target)
+        _drop_unused(target)
         if not graphiql:  # off on Lambda by default: its 4 MB of assets stay out too
             shutil.rmtree(target / GRAPHIQL_ASSETS, ignore_errors=True)
         _strip_shared_objects(target)
@@ -171,7 +171,8 @@ def _content(path: Path) -> bytes:
     return "".join(kept).encode()
 
 
-def _drop_serve_only(target: Path) -> None:
+def _drop_unused(target: Path) -> None:
+    """What the function never loads: serve's server stack, other AWS services' models."""
     for name in SERVE_ONLY:
         for path in [target / name, *target.glob(f"{name}-*.dist-info")]:
             if path.is_dir():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import strawberry
 from strawberry.asgi import GraphQL
@@ -53,22 +54,16 @@ def stamp(moment: datetime) -> str:
 def make_post(
     post_id: str, content: str, tags: list[str], created: datetime, author: str
 ) -> ResolvedPost | AttachedPost:
+    fields: dict[str, Any] = {
+        "id": strawberry.ID(post_id),
+        "content": content,
+        "tags": tags,
+        "created_at": stamp(created),
+        "author_id": author,
+    }
     if RESOLVED:
-        return ResolvedPost(
-            id=strawberry.ID(post_id),
-            content=content,
-            tags=tags,
-            created_at=stamp(created),
-            author_id=author,
-        )
-    return AttachedPost(
-        id=strawberry.ID(post_id),
-        content=content,
-        tags=tags,
-        created_at=stamp(created),
-        author_id=author,
-        author=Profile(user_id=strawberry.ID(author), nickname=None),
-    )
+        return ResolvedPost(**fields)
+    return AttachedPost(**fields, author=Profile(user_id=strawberry.ID(author), nickname=None))
 
 
 POSTS = [
