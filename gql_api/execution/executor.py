@@ -25,13 +25,15 @@ from graphql import (
     specified_rules,
     validate,
 )
-from graphql import execute as graphql_execute
+from graphql.execution.executor import Executor as GraphQLExecutor
 from graphql.utilities import get_operation_ast
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 
 from gql_api.caches import ByteBoundedCache, deep_size
 from gql_api.errors import ApiError
+from gql_api.execution.compiled import Plan, Unsupported, compile_plan
 from gql_api.execution.fast_fields import FastExecutionContext, ResponseBudget, prepare
+from gql_api.execution.plan_run import run_plan
 from gql_api.execution.query_limits import QueryLimits, limit_rules, validation_work
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,9 @@ CACHE_ENTRIES = 1024
 # What the parsed and validated documents may hold in all: hundreds of real queries (a
 # 2 KB query parses into some 100 KB), whatever clients send.
 CACHE_BYTES = 24 * 1024 * 1024
+# What the compiled plans may hold in all, charged per field plan (its closures and nodes).
+PLAN_BYTES = 8 * 1024 * 1024
+PLAN_FIELD_BYTES = 1000
 
 Checked = tuple[DocumentNode | None, list[dict[str, Any]]]
 
@@ -60,11 +65,24 @@ class Prepared:
     document: DocumentNode
     operation: OperationType | None  # None when the operation cannot be determined
     name: str | None = None  # the operation's name in the document
+    query: str = ""  # the document's text: its plans' key
 
 
 class Executor:
-    def __init__(self, schema: strawberry.Schema, limits: QueryLimits | None = None) -> None:
+    def __init__(
+        self,
+        schema: strawberry.Schema,
+        limits: QueryLimits | None = None,
+        *,
+        compile_operations: bool = True,
+    ) -> None:
         self.limits = limits or QueryLimits()
+        self.compile_operations = compile_operations
+        # Per (document, operation name): its plan, or (None,) when graphql-core runs it.
+        self.plans: ByteBoundedCache[tuple[str, str | None], tuple[Plan | None]] = ByteBoundedCache(
+            PLAN_BYTES, CACHE_ENTRIES
+        )
+        self.planned_runs = 0  # operations a plan ran (the rest: graphql-core)
         self._rules = [*specified_rules, *limit_rules(self.limits)]
         self._schema = schema._schema
         self._executor_class = FastExecutionContext
@@ -88,7 +106,7 @@ class Executor:
             )
             raise RequestError([request_error(message, "BAD_REQUEST")])
         name = operation.name.value if operation.name else None
-        return Prepared(document=document, operation=operation.operation, name=name)
+        return Prepared(document=document, operation=operation.operation, name=name, query=query)
 
     async def execute(
         self,
@@ -103,15 +121,25 @@ class Executor:
         budget = ResponseBudget(self.limits.max_response_bytes)
         if hasattr(context, "response_budget"):
             context.response_budget = budget
-        outcome = graphql_execute(
+        built = self._executor_class.build(
             self._schema,
             prepared.document,
-            context_value=context,
-            variable_values=variables,
-            operation_name=operation_name,
-            executor_class=self._executor_class,
+            None,
+            context,
+            variables,
+            operation_name,
             is_awaitable=_is_awaitable,  # a fast path for plain values
         )
+        outcome: ExecutionResult | Awaitable[ExecutionResult]
+        if isinstance(built, list):  # the variables cannot be coerced
+            outcome = ExecutionResult(None, built)
+        else:
+            plan = self._plan(prepared, built)
+            if plan is not None:
+                self.planned_runs += 1
+                outcome = run_plan(plan, built, budget)
+            else:
+                outcome = built.execute_operation()  # type: ignore[assignment]
         result: ExecutionResult = (
             await outcome if not isinstance(outcome, ExecutionResult) else outcome
         )
@@ -132,6 +160,22 @@ class Executor:
             body["errors"] = [field_error(e, request_id) for e in errors] + notices
         body["data"] = result.data
         return body
+
+    def _plan(self, prepared: Prepared, built: GraphQLExecutor[Any]) -> Plan | None:
+        """The operation's plan, compiled on its first run; None: graphql-core runs it."""
+        if not self.compile_operations or len(prepared.query) > CACHEABLE_QUERY_LENGTH:
+            return None
+        key = (prepared.query, prepared.name)
+        cached = self.plans.get(key)
+        if cached is None:
+            try:
+                cached = (compile_plan(built),)
+            except Unsupported as why:
+                log.debug("operation %s runs on graphql-core: %s", prepared.name or "", why)
+                cached = (None,)
+            fields = 0 if cached[0] is None else cached[0].fields
+            self.plans.put(key, cached, sys.getsizeof(prepared.query) + PLAN_FIELD_BYTES * fields)
+        return cached[0]
 
     def _checked(self, query: str) -> Checked:
         """The outcome of ``_check``, from the cache when the same text came before."""

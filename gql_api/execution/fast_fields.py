@@ -90,6 +90,8 @@ def leaf_plan(read: Callable[[object], Any], field_type: GraphQLOutputType) -> L
 
 # (object type name, field name) -> plan; filled once when the schema is built.
 PLANS: dict[tuple[str, str], LeafPlan] = {}
+# (object type name, field name) -> all its resolver does: read the parent (any type).
+READS: dict[tuple[str, str], Callable[[object], Any]] = {}
 
 
 def register(
@@ -101,6 +103,7 @@ def register(
     """Answer ``object_type.field`` by the short path: ``read(parent)`` must be all its
     resolver does (a plain read, without side effects)."""
     assert schema.type_map.get(object_type.name) is object_type
+    READS[(object_type.name, field)] = read
     plan = leaf_plan(read, object_type.fields[field].type)
     if plan is not None:
         PLANS[(object_type.name, field)] = plan
@@ -122,7 +125,10 @@ class ResponseBudget:
         self.exceeded = False
 
     def spend(self, value: Any) -> None:
-        self.left -= LEAF_OVERHEAD + _json_size(value)
+        if type(value) is str and value.isascii():  # most leaves: no call for their size
+            self.left -= LEAF_OVERHEAD + 2 + len(value)
+        else:
+            self.left -= LEAF_OVERHEAD + _json_size(value)
         if self.left < 0:
             self.exceeded = True
 
