@@ -5,6 +5,8 @@ Servers, one process each on core 0 (wrk on core 1), alternating, several rounds
 
 - gql-api: `gql-api serve` with its defaults (the access log on), the memory store
   seeded with 50 posts over the API; rate limits off (wrk is one address for many);
+- gql-api-core: the same with GQL_API_COMPILED_OPERATIONS=false, every operation on
+  graphql-core's executor (gql-api before compiled operations);
 - strawberry: plain Strawberry on uvicorn (uvloop and httptools when installed), each
   post's author an ``async def`` resolver (the strict baseline; gql-api loads authors
   through a loader);
@@ -100,6 +102,16 @@ SERVERS = {
         lambda port: [sys.executable, "-m", "gql_api", "serve", "--port", str(port)],
         "/healthz",
         {"GQL_API_STORE": "memory", "GQL_API_DEV_SECRET": SECRET, **NO_RATE_LIMITS},
+    ),
+    "gql-api-core": Server(
+        lambda port: [sys.executable, "-m", "gql_api", "serve", "--port", str(port)],
+        "/healthz",
+        {
+            "GQL_API_STORE": "memory",
+            "GQL_API_DEV_SECRET": SECRET,
+            "GQL_API_COMPILED_OPERATIONS": "false",
+            **NO_RATE_LIMITS,
+        },
     ),
     "strawberry": Server(uvicorn_app("strawberry_app:app"), "/graphql"),
     "strawberry-attached": Server(
@@ -198,7 +210,7 @@ def measure(
 ) -> Result:
     command, url, env = started(name, folder, workload, token)
     with running(command, url + SERVERS[name].ready, env=env) as server:
-        if name == "gql-api":
+        if name.startswith("gql-api"):
             seed(url)
         if name != "ceiling":
             query, variables = WORKLOADS[workload]

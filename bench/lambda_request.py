@@ -4,7 +4,9 @@
 - floor: bare Starlette + Mangum answering gql-api's page response (the least any ASGI
   handler costs);
 - strawberry: plain Strawberry (bench/baselines, the strict one) + Mangum;
-- gql-api: gql_api.lambda_handler.handler on the memory store, 50 posts.
+- gql-api: gql_api.lambda_handler.handler on the memory store, 50 posts;
+- gql-api-core: the same with GQL_API_COMPILED_OPERATIONS=false (graphql-core's
+  executor for every operation: gql-api before compiled operations).
 
 Lambda bills duration, and a warm request's duration is mostly this CPU time. Each
 handler runs in its own process (its imports apart), rounds alternate, medians printed.
@@ -47,6 +49,7 @@ def measure(handler, requests, save=False):
 """
 HANDLERS = {
     "gql-api": "GQL_API",
+    "gql-api-core": "GQL_API",
     "strawberry": """
 from mangum import Mangum
 from strawberry_app import app
@@ -64,7 +67,7 @@ async def graphql(request):
 handler = Mangum(Starlette(routes=[Route("/graphql", graphql, methods=["POST"])]), lifespan="off")
 """,
 }
-HANDLERS["gql-api"] = """
+HANDLERS["gql-api"] = HANDLERS["gql-api-core"] = """
 import asyncio
 from datetime import UTC, datetime, timedelta
 from gql_api import lambda_handler
@@ -90,6 +93,8 @@ handler = lambda_handler.handler
 def run(name: str, requests: int, body_file: Path) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GQL_API_", "AWS_"))}
     env.update(GQL_API_STORE="memory", GQL_API_DEV_SECRET="b" * 40, GQL_API_LOG_LEVEL="INFO")
+    if name == "gql-api-core":
+        env.update(GQL_API_COMPILED_OPERATIONS="false")
     save = name == "gql-api"
     script = COMMON + HANDLERS[name] + f"\nmeasure(handler, {requests}, save={save})\n"
     output = subprocess.run(
@@ -122,6 +127,7 @@ def main() -> None:
         print(f"{name:<11}{value:>8.3f} ms  ({results[name][0]['bytes']:.0f} bytes answered)")
     print(
         f"gql-api: {cpu['strawberry'] / cpu['gql-api']:.2f}x less CPU than plain Strawberry, "
+        f"{cpu['gql-api-core'] / cpu['gql-api']:.2f}x less than on graphql-core's executor, "
         f"{cpu['gql-api'] / cpu['floor']:.2f}x the floor"
     )
 

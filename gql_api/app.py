@@ -196,7 +196,7 @@ def create_app(
             )
         graphiql = False
     endpoint = GraphQLEndpoint(
-        Executor(schema, limits),
+        Executor(schema, limits, compile_operations=settings.compiled_operations),
         service=service,
         authenticator=authenticator,
         max_body_bytes=settings.max_body_bytes,

@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     graphiql: bool | None = None  # None: on, except on AWS Lambda (see graphiql_enabled)
     introspection: bool | None = None  # None: on, except where deployed (see deployed_on)
     shared_dev_server: bool = False
+    # Off: every operation runs on graphql-core's executor (the same answers, slower).
+    compiled_operations: bool = True
     max_depth: Annotated[int, Field(ge=2, le=100)] = 12
     max_aliases: Annotated[int, Field(ge=0, le=10_000)] = 30
     max_tokens: Annotated[int, Field(ge=100, le=1_000_000)] = 10_000

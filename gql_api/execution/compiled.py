@@ -31,12 +31,15 @@ from graphql import (
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
+    GraphQLBoolean,
     GraphQLField,
+    GraphQLID,
     GraphQLLeafType,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
+    GraphQLString,
     OperationType,
     VariableNode,
     visit,
@@ -77,6 +80,7 @@ class FieldPlan:
     site: Site
     field: GraphQLField
     leaf: LeafPlan | None  # a plain field: read and coerced in one call
+    fast: Callable[[Any], Any] | None  # the leaf's read and coercion, specialized
     read: Callable[[Any], Any] | None  # a plain field of any type: all its resolver does
     direct: Callable[..., Any] | None  # a resolver that needs only info.context
     resolve: Callable[..., Any]
@@ -164,12 +168,14 @@ class _Builder:
             definition = (field.extensions or {}).get("strawberry-definition")
             direct = None if definition is None else definition.metadata.get(DIRECT_RESOLVER)
             site = Site(field, parent, details, nodes)
+            leaf = PLANS.get((parent.name, name))
             plans.append(
                 FieldPlan(
                     key=key,
                     site=site,
                     field=field,
-                    leaf=PLANS.get((parent.name, name)),
+                    leaf=leaf,
+                    fast=None if leaf is None else _fast_leaf(leaf),
                     read=READS.get((parent.name, name)),
                     direct=direct,
                     resolve=field.resolve or self.executor.field_resolver,
@@ -231,6 +237,36 @@ class _Builder:
 
             return obj
         raise Unsupported(f"the abstract type {kind}")  # none in this schema
+
+
+# Scalars whose coercion answers a value of exactly this Python type as it is.
+_AS_IS: dict[GraphQLLeafType, type] = {GraphQLString: str, GraphQLID: str, GraphQLBoolean: bool}
+
+
+def _fast_leaf(plan: LeafPlan) -> Callable[[Any], Any]:
+    """``plan.complete``, without the coercion call where the scalar would answer the value
+    read as it is (a ``str`` for String and ID, a ``bool`` for Boolean): most leaves."""
+    exact = _AS_IS.get(plan.leaf)
+    if exact is None:
+        return plan.complete
+    read, complete = plan.read, plan.complete
+    if plan.is_list:
+
+        def items(source: Any) -> Any:
+            value = read(source)
+            if type(value) in (list, tuple) and all(type(one) is exact for one in value):
+                return list(value)
+            return complete(source)  # checks, coerces, or raises for the slow path
+
+        return items
+
+    def one(source: Any) -> Any:
+        value = read(source)
+        if type(value) is exact:
+            return value
+        return complete(source)
+
+    return one
 
 
 def _leaf_completer(kind: GraphQLLeafType) -> Complete:

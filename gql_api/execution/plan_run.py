@@ -52,11 +52,11 @@ class Run:
         type_name = plan.type.name
         try:
             for field in plan.fields:
-                leaf = field.leaf
-                if leaf is not None and (budget is None or not budget.exceeded):
+                fast = field.fast
+                if fast is not None and (budget is None or not budget.exceeded):
                     # Most fields: a plain read of a scalar, which cannot be awaitable.
                     try:
-                        value = leaf.complete(source)
+                        value = fast(source)
                     except Exception:  # noqa: BLE001, S110 - completed below, errors and all
                         pass
                     else:

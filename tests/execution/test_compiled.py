@@ -387,3 +387,36 @@ def test_what_a_plan_does_not_run_is_named(document: str, why: str) -> None:
     assert not isinstance(built, list)
     with pytest.raises(Unsupported, match=why):
         compile_plan(built)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        "{ posts(first: 20) { edges { node { id content tags author { userId nickname } } } } }",
+        "{ "
+        + " ".join(
+            f"a{n}: posts(first: 2) {{ nodes {{ id content tags version createdAt updatedAt "
+            "author { userId nickname } } pageInfo { hasNextPage endCursor } }"
+            for n in range(25)
+        )
+        + " }",
+    ],
+)
+def test_the_plan_cache_charges_at_least_what_a_plan_holds(document: str) -> None:
+    import gc
+    import tracemalloc
+
+    from gql_api.execution.executor import PLAN_FIELD_BYTES
+    from gql_api.execution.fast_fields import FastExecutionContext
+
+    built = FastExecutionContext.build(schema._schema, parse(document), None, None, None)
+    assert not isinstance(built, list)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    plans = [compile_plan(built) for _ in range(10)]
+    gc.collect()
+    held = (tracemalloc.get_traced_memory()[0] - before) / len(plans)
+    tracemalloc.stop()
+    charged = PLAN_FIELD_BYTES * plans[0].fields
+    assert held <= charged <= 2 * held
