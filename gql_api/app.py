@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gql_api.auth.dev import DevAuthenticator, DevSecretError, dev_secret
 from gql_api.auth.identity import Authenticator
+from gql_api.auth.verified import VerifiedTokens
 from gql_api.domain.service import PostService
 from gql_api.errors import StoreUnavailableError
 from gql_api.execution.executor import Executor, request_error
@@ -37,10 +38,11 @@ HEALTH_TIMEOUT_SECONDS = 2.0
 
 
 async def build_authenticator(settings: Settings) -> Authenticator:
+    """The settings' authenticator, remembering the tokens it verified for a minute."""
     if settings.auth != "dev":
         from gql_api.auth.jwks import build_jwks_authenticator
 
-        return build_jwks_authenticator(settings)
+        return VerifiedTokens(build_jwks_authenticator(settings))
     if settings.shared_dev_server:
         log.warning(
             "GQL_API_SHARED_DEV_SERVER=true: dev tokens are accepted, so whoever holds "
@@ -48,7 +50,7 @@ async def build_authenticator(settings: Settings) -> Authenticator:
             "users like this"
         )
     secret = await asyncio.to_thread(dev_secret, settings)
-    return DevAuthenticator(settings, secret)
+    return VerifiedTokens(DevAuthenticator(settings, secret))
 
 
 class Runtime:

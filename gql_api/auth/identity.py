@@ -8,7 +8,7 @@ Cognito, Firebase Auth, Entra ID (``gql_api.auth.jwks``), and the dev tokens of
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gql_api.domain.validation import LIMITS, clean_nickname, has_surrogates
@@ -25,6 +25,9 @@ class Identity:
     user_id: str
     is_admin: bool = False
     nickname: str | None = None
+    # The exp claim of the token it came from (seconds since the epoch): how long it may
+    # be remembered (auth/verified.py); None when it came from no token.
+    expires_at: float | None = field(default=None, compare=False, repr=False)
 
 
 class InvalidToken(Exception):
@@ -67,8 +70,12 @@ def identity_from_claims(
     is_admin = isinstance(groups, list) and settings.admin_group in groups
     if admin_claim is not None and claims.get(admin_claim) is True:
         is_admin = True
+    expires = claims.get("exp")
     return Identity(
-        user_id=subject, is_admin=is_admin, nickname=clean_nickname(claims.get("nickname"))
+        user_id=subject,
+        is_admin=is_admin,
+        nickname=clean_nickname(claims.get("nickname")),
+        expires_at=float(expires) if isinstance(expires, int | float) else None,
     )
 
 
