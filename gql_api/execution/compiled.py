@@ -50,7 +50,7 @@ from graphql.execution.values import get_argument_values
 from graphql.language import Visitor
 from graphql.pyutils import Path, Undefined
 
-from gql_api.execution.fast_fields import PLANS, READS, LeafPlan
+from gql_api.execution.fast_fields import LeafPlan, PlainRead
 from gql_api.resolvers.fields import DIRECT_RESOLVER
 
 if TYPE_CHECKING:
@@ -85,6 +85,7 @@ class FieldPlan:
     direct: Callable[..., Any] | None  # a resolver that needs only info.context
     resolve: Callable[..., Any]
     arguments: dict[str, Any] | None  # None: the arguments name variables
+    copied: bool  # the literal arguments hold lists or objects: each call gets its own
     complete: Complete
     typename: str | None = None  # for __typename: the parent type's name
 
@@ -118,7 +119,10 @@ def compile_plan(executor: GraphQLExecutor[Any]) -> Plan:
     if collected.new_defer_usages:
         raise Unsupported("@defer")
     builder = _Builder(executor)
-    root = builder.object_plan(root_type, collected.grouped_field_set)
+    try:
+        root = builder.object_plan(root_type, collected.grouped_field_set)
+    except RecursionError:  # selections nested past the stack: graphql-core says so
+        raise Unsupported("selections nested too deeply") from None
     serial = operation.operation is OperationType.MUTATION
     return Plan(root=root, serial=serial, fields=builder.fields)
 
@@ -167,8 +171,12 @@ class _Builder:
             self.fields += 1
             definition = (field.extensions or {}).get("strawberry-definition")
             direct = None if definition is None else definition.metadata.get(DIRECT_RESOLVER)
+            if field.resolve is not direct:  # not installed (a permission, an extension)
+                direct = None
             site = Site(field, parent, details, nodes)
-            leaf = PLANS.get((parent.name, name))
+            plain = field.resolve if isinstance(field.resolve, PlainRead) else None
+            arguments = self._arguments(field, details[0])
+            leaf = None if plain is None else plain.leaf
             plans.append(
                 FieldPlan(
                     key=key,
@@ -176,10 +184,12 @@ class _Builder:
                     field=field,
                     leaf=leaf,
                     fast=None if leaf is None else _fast_leaf(leaf),
-                    read=READS.get((parent.name, name)),
+                    read=None if plain is None else plain.read,
                     direct=direct,
                     resolve=field.resolve or self.executor.field_resolver,
-                    arguments=self._arguments(field, details[0]),
+                    arguments=arguments,
+                    copied=arguments is not None
+                    and any(isinstance(value, list | dict) for value in arguments.values()),
                     complete=self.completer(field.type, site),
                     typename=parent.name if name == "__typename" else None,
                 )
@@ -249,14 +259,14 @@ def _fast_leaf(plan: LeafPlan) -> Callable[[Any], Any]:
     exact = _AS_IS.get(plan.leaf)
     if exact is None:
         return plan.complete
-    read, complete = plan.read, plan.complete
+    read, complete = plan.read, plan.complete_value
     if plan.is_list:
 
         def items(source: Any) -> Any:
             value = read(source)
             if type(value) in (list, tuple) and all(type(one) is exact for one in value):
                 return list(value)
-            return complete(source)  # checks, coerces, or raises for the slow path
+            return complete(value)  # checks, coerces, or raises for the slow path
 
         return items
 
@@ -264,7 +274,7 @@ def _fast_leaf(plan: LeafPlan) -> Callable[[Any], Any]:
         value = read(source)
         if type(value) is exact:
             return value
-        return complete(source)
+        return complete(value)
 
     return one
 
@@ -298,7 +308,7 @@ def _list_completer(kind: GraphQLList[Any], item: Complete, site: Site) -> Compl
             raise value
         if value is None or value is Undefined:
             return None
-        if not isinstance(value, list | tuple):  # async iterables, or no list: graphql-core's
+        if type(value) not in (list, tuple):  # async iterables, or no list: graphql-core's
             return run.core_completion(kind, site, path, value)
         return run.items(item, item_type, site, iter(value), path)
 

@@ -174,8 +174,10 @@ class Executor:
             except Unsupported as why:
                 log.debug("operation %s runs on graphql-core: %s", prepared.name or "", why)
                 cached = (None,)
-            fields = 0 if cached[0] is None else cached[0].fields
-            self.plans.put(key, cached, sys.getsizeof(prepared.query) + PLAN_FIELD_BYTES * fields)
+            size = sys.getsizeof(prepared.query)
+            if cached[0] is not None:  # its nodes too: they outlive the document's entry
+                size += PLAN_FIELD_BYTES * cached[0].fields + deep_size(prepared.document)
+            self.plans.put(key, cached, size)
         return cached[0]
 
     def _checked(self, query: str) -> Checked:

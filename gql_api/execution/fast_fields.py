@@ -22,7 +22,6 @@ from typing import Any, cast
 
 import strawberry
 from graphql import (
-    GraphQLFieldResolver,
     GraphQLLeafType,
     GraphQLList,
     GraphQLNonNull,
@@ -51,7 +50,10 @@ class LeafPlan:
     list_non_null: bool = False
 
     def complete(self, source: object) -> Any:
-        value = self.read(source)
+        return self.complete_value(self.read(source))
+
+    def complete_value(self, value: Any) -> Any:
+        """The value read, completed; ``_Fallback`` for anything graphql-core must say."""
         if value is None:
             if self.non_null:
                 raise _Fallback
@@ -73,6 +75,21 @@ class LeafPlan:
         return completed
 
 
+class PlainRead:
+    """The resolver of a field whose resolver only reads its parent: ``read(parent)``,
+    with the short path of its scalar (``leaf``) when it answers one. Compiled plans find
+    both on the field itself, so they hold for this schema's field only."""
+
+    __slots__ = ("leaf", "read")
+
+    def __init__(self, read: Callable[[object], Any], leaf: LeafPlan | None) -> None:
+        self.read = read
+        self.leaf = leaf
+
+    def __call__(self, source: object, info: object, **arguments: object) -> object:
+        return self.read(source)
+
+
 def leaf_plan(read: Callable[[object], Any], field_type: GraphQLOutputType) -> LeafPlan | None:
     """The plan for a field answered by ``read(parent)`` with this type, or None if it is
     not a leaf of a supported shape: ``T``, ``T!``, ``[T!]`` or ``[T!]!``, ``T`` a scalar
@@ -90,8 +107,6 @@ def leaf_plan(read: Callable[[object], Any], field_type: GraphQLOutputType) -> L
 
 # (object type name, field name) -> plan; filled once when the schema is built.
 PLANS: dict[tuple[str, str], LeafPlan] = {}
-# (object type name, field name) -> all its resolver does: read the parent (any type).
-READS: dict[tuple[str, str], Callable[[object], Any]] = {}
 
 
 def register(
@@ -99,14 +114,15 @@ def register(
     object_type: GraphQLObjectType,
     field: str,
     read: Callable[[object], Any],
-) -> None:
+) -> LeafPlan | None:
     """Answer ``object_type.field`` by the short path: ``read(parent)`` must be all its
-    resolver does (a plain read, without side effects)."""
+    resolver does (a plain read, without side effects). Its plan, None when the field
+    answers no scalar."""
     assert schema.type_map.get(object_type.name) is object_type
-    READS[(object_type.name, field)] = read
     plan = leaf_plan(read, object_type.fields[field].type)
     if plan is not None:
         PLANS[(object_type.name, field)] = plan
+    return plan
 
 
 # What a leaf adds to the JSON beyond its value: its key, quotes, colon and comma.
@@ -125,12 +141,20 @@ class ResponseBudget:
         self.exceeded = False
 
     def spend(self, value: Any) -> None:
-        if type(value) is str and value.isascii():  # most leaves: no call for their size
-            self.left -= LEAF_OVERHEAD + 2 + len(value)
-        else:
-            self.left -= LEAF_OVERHEAD + _json_size(value)
+        self.charge(leaf_bytes(value))
+
+    def charge(self, size: int) -> None:
+        """Spend ``size`` bytes at once: what several leaves of an object added up to."""
+        self.left -= size
         if self.left < 0:
             self.exceeded = True
+
+
+def leaf_bytes(value: Any) -> int:
+    """What a completed leaf (or list of leaves) spends of the budget."""
+    if type(value) is str and value.isascii():  # most leaves: no call for their size
+        return LEAF_OVERHEAD + 2 + len(value)
+    return LEAF_OVERHEAD + _json_size(value)
 
 
 def _json_size(value: Any) -> int:
@@ -139,7 +163,10 @@ def _json_size(value: Any) -> int:
     if type(value) is str:
         return len(value) + 2 if value.isascii() else 4 * len(value) + 2
     if isinstance(value, list):
-        return sum(_json_size(item) + 1 for item in value) + 2
+        size = 2
+        for item in value:
+            size += len(item) + 3 if type(item) is str and item.isascii() else _json_size(item) + 1
+        return size
     return 8
 
 
@@ -212,8 +239,8 @@ def prepare(built: strawberry.Schema) -> None:
             read = _reader(definition)
             if read is None:
                 continue
-            field.resolve = _resolve_by(read)
-            register(built._schema, graphql_type, field_name, read)
+            plan = register(built._schema, graphql_type, field_name, read)
+            field.resolve = PlainRead(read, plan)
 
 
 def _reader(definition: StrawberryField) -> Callable[[object], object] | None:
@@ -229,10 +256,3 @@ def _reader(definition: StrawberryField) -> Callable[[object], object] | None:
     if takes_only_parent and not resolver.is_async:
         return cast(Callable[[object], object], resolver.wrapped_func)
     return None
-
-
-def _resolve_by(read: Callable[[object], object]) -> GraphQLFieldResolver:
-    def resolve(source: object, info: object, **arguments: object) -> object:
-        return read(source)
-
-    return resolve

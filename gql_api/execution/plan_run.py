@@ -10,6 +10,7 @@ Errors are located, recorded and propagated by the request's graphql-core execut
 from __future__ import annotations
 
 from collections.abc import Awaitable, Iterator
+from copy import deepcopy
 from typing import Any, cast
 
 from graphql import ExecutionResult, GraphQLError, GraphQLOutputType
@@ -19,7 +20,11 @@ from graphql.pyutils import Path
 from graphql.pyutils.gather_with_cancel import gather_with_cancel
 
 from gql_api.execution.compiled import Complete, FieldPlan, ObjectPlan, Plan, Site
-from gql_api.execution.fast_fields import ResponseBudget
+from gql_api.execution.fast_fields import LEAF_OVERHEAD, ResponseBudget, leaf_bytes
+
+# Types no value of which is awaitable (under any is_awaitable graphql-core is given):
+# checked inline, before the call, for the values most fields answer.
+PLAIN: frozenset[type] = frozenset({type(None), bool, int, float, str, list, tuple, dict})
 
 
 class _ContextOnly:
@@ -49,6 +54,7 @@ class Run:
         awaiting: list[str] = []
         is_awaitable = self.is_awaitable
         budget = self.budget
+        spent = 0  # what this object's plain leaves spent, charged before any other field
         type_name = plan.type.name
         try:
             for field in plan.fields:
@@ -61,14 +67,25 @@ class Run:
                         pass
                     else:
                         if budget is not None:
-                            budget.spend(value)
+                            spent += (
+                                LEAF_OVERHEAD + 2 + len(value)
+                                if type(value) is str and value.isascii()
+                                else leaf_bytes(value)
+                            )
                         results[field.key] = value
                         continue
+                if spent:
+                    budget.charge(spent)  # type: ignore[union-attr]  # spent: a budget is set
+                    spent = 0
                 result = self.field(field, source, Path(path, field.key, type_name), False)
                 results[field.key] = result
-                if is_awaitable(result):
+                if type(result) not in PLAIN and is_awaitable(result):
                     awaiting.append(field.key)
+            if spent:
+                budget.charge(spent)  # type: ignore[union-attr]
         except Exception:
+            if spent:  # a nulled object's leaves count, as on graphql-core
+                budget.charge(spent)  # type: ignore[union-attr]
             if awaiting:  # their own errors still count: settle them
                 self.executor.settle_in_background([results[key] for key in awaiting])
             raise
@@ -139,10 +156,10 @@ class Run:
                 result = field.read(source)  # all its resolver does
             else:
                 result = self._resolved(field, source, path)
-            if self.is_awaitable(result):
+            if type(result) not in PLAIN and self.is_awaitable(result):
                 return self._awaited(field, result, path)
             completed = field.complete(self, result, path)
-            if self.is_awaitable(completed):
+            if type(completed) not in PLAIN and self.is_awaitable(completed):
                 return self._completed(field, completed, path)
             return completed
         except Exception as error:  # noqa: BLE001 - located as graphql-core does
@@ -152,9 +169,13 @@ class Run:
     def _resolved(self, field: FieldPlan, source: Any, path: Path) -> Any:
         executor = self.executor
         site = field.site
-        info = executor.build_resolve_info(site.field, site.nodes, site.parent, path)
+        # Its own list and arguments, as graphql-core gives each call: a resolver may
+        # change them, and the plan serves every request.
+        info = executor.build_resolve_info(site.field, list(site.nodes), site.parent, path)
         arguments = field.arguments
-        if arguments is None:
+        if arguments is not None and field.copied:
+            arguments = deepcopy(arguments)
+        elif arguments is None:
             arguments = get_argument_values(
                 field.field,
                 site.nodes[0],
@@ -207,7 +228,7 @@ class Run:
                     continue
                 try:
                     one = complete(self, value, item_path)
-                    if is_awaitable(one):
+                    if type(one) not in PLAIN and is_awaitable(one):
                         completed.append(self._completed_item(item_type, site, one, item_path))
                         awaiting.append(index)
                     else:

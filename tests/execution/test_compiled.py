@@ -420,3 +420,45 @@ def test_the_plan_cache_charges_at_least_what_a_plan_holds(document: str) -> Non
     tracemalloc.stop()
     charged = PLAN_FIELD_BYTES * plans[0].fields
     assert held <= charged <= 2 * held
+
+
+async def spent_on_graphql_core(world: World, query: str, variables: Any) -> int:
+    """The bytes graphql-core's path spends of the budget on the whole response."""
+    context = RequestContext(service=await world.service(), viewer=world.viewer, request_id="r")
+    try:
+        await CORE.execute(
+            CORE.prepare(query, None),
+            variables=variables,
+            operation_name=None,
+            context=context,
+            request_id="r",
+        )
+    except RequestError:
+        return 0
+    budget = context.response_budget
+    return 0 if budget is None else int(budget.limit - budget.left)
+
+
+@examples(200)
+@given(margin=st.integers(-60, 60), index=st.integers(0, len(HANDWRITTEN) - 1), data=st.data())
+def test_a_response_over_its_byte_budget_is_refused_alike(
+    margin: int, index: int, data: st.DataObject
+) -> None:
+    """A budget within a few bytes of what the response spends: the two paths refuse the
+    same responses (RESPONSE_TOO_LARGE) and answer the others alike, whatever errors null
+    on the way."""
+    from gql_api.execution.query_limits import QueryLimits
+
+    world = World(data)
+    query, variables = HANDWRITTEN[index]
+    drawn = data.draw(variables, "variables")
+
+    async def run() -> tuple[str, str]:
+        spent = await spent_on_graphql_core(world, query, drawn)
+        limits = QueryLimits(max_response_bytes=max(1, spent + margin))
+        compiled = await answer(Executor(schema, limits), world, query, drawn)
+        core = await answer(Executor(schema, limits, compile_operations=False), world, query, drawn)
+        return compiled, core
+
+    compiled, core = asyncio.run(run())
+    assert compiled == core

@@ -134,3 +134,54 @@ def test_failing_fields_fail_the_same_compiled_and_on_graphql_core(
 ) -> None:
     Behaviour(data).install()
     assert _run(query, compiled=True) == _run(query, compiled=False)
+
+
+def _both(schema: Any, query: str) -> tuple[str, str]:
+    """One query run twice on each path (a plan serves every request): the answers."""
+
+    async def one(compiled: bool) -> Any:
+        built = FastExecutionContext.build(schema, parse(query), None, None, None)
+        assert not isinstance(built, list)
+        plan = compile_plan(built)
+        outcome = run_plan(plan, built, None) if compiled else built.execute_operation()
+        result = await outcome if asyncio.iscoroutine(outcome) else outcome
+        return cast(ExecutionResult, result).formatted
+
+    async def run(compiled: bool) -> str:
+        return json.dumps([await one(compiled), await one(compiled)])
+
+    return asyncio.run(run(True)), asyncio.run(run(False))
+
+
+def test_a_resolver_changing_its_literal_arguments_changes_no_other_call() -> None:
+    schema = build_schema("type Query { items: [Item] } type Item { f(xs: [Int]): String }")
+
+    def grow(source: Any, info: Any, xs: list[int]) -> str:
+        xs.append(len(xs))  # its own copy, on graphql-core: each call, each request
+        return str(xs)
+
+    cast(GraphQLObjectType, schema.type_map["Item"]).fields["f"].resolve = grow
+    cast(GraphQLObjectType, schema.type_map["Query"]).fields["items"].resolve = (
+        lambda source, info: [1, 2, 3]
+    )
+    compiled, core = _both(schema, "{ items { f(xs: [0]) } }")
+    assert compiled == core
+    assert '"[0, 1, 2]"' not in compiled
+
+
+def test_a_list_that_is_also_async_iterable_is_completed_as_graphql_core_does() -> None:
+    class Both(list[int]):
+        def __aiter__(self) -> Any:
+            async def items() -> Any:
+                for n in (7, 8):
+                    yield n
+
+            return items()
+
+    schema = build_schema("type Query { a: [Int] }")
+    cast(GraphQLObjectType, schema.type_map["Query"]).fields["a"].resolve = lambda source, info: (
+        Both([1, 2])
+    )
+    compiled, core = _both(schema, "{ a }")
+    assert compiled == core
+    assert "[7, 8]" in compiled
