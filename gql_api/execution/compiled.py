@@ -17,7 +17,8 @@ proves it on thousands of random operations).
 
 Not compiled, and run on graphql-core instead (logged once at debug level): a
 ``@skip``/``@include`` on a variable (the selection would depend on the request),
-fragment variables, ``@defer``/``@stream`` and abstract types (none in this schema).
+fragment variables, ``@defer``/``@stream``, subscriptions, abstract types (none in this
+schema), field middleware, and selections nested past Python's stack.
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ def compile_plan(executor: GraphQLExecutor[Any]) -> Plan:
     operation = executor.operation
     if operation.operation is OperationType.SUBSCRIPTION:
         raise Unsupported("a subscription")
+    if executor.middleware_manager is not None:  # it wraps each resolver: graphql-core's
+        raise Unsupported("field middleware")
     _check_document(executor)
     root_type = executor.schema.get_root_type(operation.operation)
     if root_type is None:  # graphql-core says so in its own words

@@ -389,6 +389,21 @@ def test_what_a_plan_does_not_run_is_named(document: str, why: str) -> None:
         compile_plan(built)
 
 
+def test_an_operation_under_field_middleware_is_left_to_graphql_core() -> None:
+    from gql_api.execution.fast_fields import FastExecutionContext
+
+    def middleware(next_: Any, root: Any, info: Any, **arguments: Any) -> Any:
+        return next_(root, info, **arguments)
+
+    document = parse("{ limits { maxTags } }")
+    built = FastExecutionContext.build(
+        schema._schema, document, None, None, None, middleware=[middleware]
+    )
+    assert not isinstance(built, list)
+    with pytest.raises(Unsupported, match="middleware"):
+        compile_plan(built)
+
+
 @pytest.mark.parametrize(
     "document",
     [
