@@ -91,15 +91,18 @@ class Run:
             raise
         if not awaiting:
             return results
-        return self._settled_object(results, awaiting)
+        return self._settled(results, awaiting)
 
-    async def _settled_object(self, results: dict[str, Any], awaiting: list[str]) -> Any:
+    async def _settled(self, results: Any, awaiting: list[Any]) -> Any:
+        """The awaitables at ``awaiting`` (keys of an object, indexes of a list) replaced by
+        their values: one awaited directly, several side by side, as graphql-core does."""
         if len(awaiting) == 1:
-            key = awaiting[0]
-            results[key] = await results[key]
+            place = awaiting[0]
+            results[place] = await results[place]
         else:
-            values = await gather_with_cancel(*(results[key] for key in awaiting))
-            results.update(zip(awaiting, values, strict=True))
+            values = await gather_with_cancel(*(results[place] for place in awaiting))
+            for place, value in zip(awaiting, values, strict=True):
+                results[place] = value
         return results
 
     def serially(self, plan: ObjectPlan, source: Any) -> Any:
@@ -157,10 +160,10 @@ class Run:
             else:
                 result = self._resolved(field, source, path)
             if type(result) not in PLAIN and self.is_awaitable(result):
-                return self._awaited(field, result, path)
+                return self._awaited(field.complete, field.field.type, field.site, result, path)
             completed = field.complete(self, result, path)
             if type(completed) not in PLAIN and self.is_awaitable(completed):
-                return self._completed(field, completed, path)
+                return self._completed(field.field.type, field.site, completed, path)
             return completed
         except Exception as error:  # noqa: BLE001 - located as graphql-core does
             self.executor.handle_field_error(error, field.field.type, field.site.details, path)
@@ -185,25 +188,6 @@ class Run:
             )
         return field.resolve(source, info, **arguments)
 
-    async def _awaited(self, field: FieldPlan, result: Awaitable[Any], path: Path) -> Any:
-        """graphql-core's ``complete_awaitable_value``."""
-        try:
-            resolved = await result
-            completed = field.complete(self, resolved, path)
-            if self.is_awaitable(completed):
-                completed = await completed
-        except Exception as error:  # noqa: BLE001 - located as graphql-core does
-            self.executor.handle_field_error(error, field.field.type, field.site.details, path)
-            completed = None
-        return completed
-
-    async def _completed(self, field: FieldPlan, completed: Awaitable[Any], path: Path) -> Any:
-        try:
-            return await completed
-        except Exception as error:  # noqa: BLE001 - located as graphql-core does
-            self.executor.handle_field_error(error, field.field.type, field.site.details, path)
-            return None
-
     def items(
         self,
         complete: Complete,
@@ -221,15 +205,13 @@ class Run:
             for index, value in enumerate(values):
                 item_path = path.add_key(index, None)
                 if is_awaitable(value):
-                    completed.append(
-                        self._awaited_item(complete, item_type, site, value, item_path)
-                    )
+                    completed.append(self._awaited(complete, item_type, site, value, item_path))
                     awaiting.append(index)
                     continue
                 try:
                     one = complete(self, value, item_path)
                     if type(one) not in PLAIN and is_awaitable(one):
-                        completed.append(self._completed_item(item_type, site, one, item_path))
+                        completed.append(self._completed(item_type, site, one, item_path))
                         awaiting.append(index)
                     else:
                         completed.append(one)
@@ -244,38 +226,32 @@ class Run:
             raise
         if not awaiting:
             return completed
-        return self._settled_list(completed, awaiting)
+        return self._settled(completed, awaiting)
 
-    async def _settled_list(self, completed: list[Any], awaiting: list[int]) -> list[Any]:
-        if len(awaiting) == 1:
-            index = awaiting[0]
-            completed[index] = await completed[index]
-        else:
-            values = await gather_with_cancel(*(completed[index] for index in awaiting))
-            for index, value in zip(awaiting, values, strict=True):
-                completed[index] = value
-        return completed
-
-    async def _awaited_item(
-        self, complete: Complete, item_type: GraphQLOutputType, site: Site, value: Any, path: Path
+    async def _awaited(
+        self, complete: Complete, kind: GraphQLOutputType, site: Site, value: Any, path: Path
     ) -> Any:
+        """graphql-core's ``complete_awaitable_value`` (of a field's value, or of a list's
+        item: ``kind`` is the type the error is located against)."""
         try:
             resolved = await value
             completed = complete(self, resolved, path)
             if self.is_awaitable(completed):
                 completed = await completed
         except Exception as error:  # noqa: BLE001 - located as graphql-core does
-            self.executor.handle_field_error(error, item_type, site.details, path)
+            self.executor.handle_field_error(error, kind, site.details, path)
             return None
         return completed
 
-    async def _completed_item(
-        self, item_type: GraphQLOutputType, site: Site, one: Any, path: Path
+    async def _completed(
+        self, kind: GraphQLOutputType, site: Site, completion: Awaitable[Any], path: Path
     ) -> Any:
+        """A completion that awaits (an object's fields, a list's items), its error located
+        at ``path`` as graphql-core's ``await_completed`` does."""
         try:
-            return await one
+            return await completion
         except Exception as error:  # noqa: BLE001 - located as graphql-core does
-            self.executor.handle_field_error(error, item_type, site.details, path)
+            self.executor.handle_field_error(error, kind, site.details, path)
             return None
 
     def core_completion(self, kind: GraphQLOutputType, site: Site, path: Path, value: Any) -> Any:
