@@ -15,6 +15,8 @@ import logging
 import time
 from typing import Any
 
+import orjson
+
 # Store calls made for the current request; the service adds one per call.
 STORE_CALLS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
     "store_calls", default=None
@@ -53,7 +55,10 @@ class JsonFormatter(logging.Formatter):
         line.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        try:  # orjson: a tenth of json's time, on a line written for every request
+            return orjson.dumps(line, default=str).decode()
+        except TypeError:  # what orjson refuses (an int over 64 bits, a lone surrogate)
+            return json.dumps(line, default=str)
 
 
 def configure_logging(level: str) -> None:

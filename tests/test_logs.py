@@ -69,3 +69,19 @@ async def test_each_request_logs_one_line_without_token_or_content(
     text = "\n".join(json.dumps(line) for line in formatted) + caplog.text
     assert token not in text and token.split(".")[1] not in text
     assert "secret words" not in text
+
+
+def test_a_line_orjson_refuses_is_still_one_json_line() -> None:
+    """An int over 64 bits or a lone surrogate in ``extra``: json writes what orjson can't."""
+    fields = {"big": 2**70, "odd": "\ud800", "thing": object(), "word": "café"}
+    record = logging.makeLogRecord({"msg": "seen %s", "args": ("é",), **fields})
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    parsed = json.loads(line)
+    assert (parsed["message"], parsed["big"], parsed["odd"], parsed["word"]) == (
+        "seen é",
+        2**70,
+        "\ud800",
+        "café",
+    )
+    assert parsed["thing"].startswith("<object object")

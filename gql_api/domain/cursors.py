@@ -11,6 +11,8 @@ import binascii
 import hashlib
 import json
 
+import orjson
+
 from gql_api.domain.validation import LIMITS
 from gql_api.errors import BadUserInput
 
@@ -18,13 +20,23 @@ _VERSION = 1
 
 
 def filter_key(tag: str | None, author_id: str | None) -> str:
+    if tag is None and author_id is None:
+        return _UNFILTERED  # most pages: the whole feed
     digest = hashlib.blake2b(json.dumps([tag, author_id]).encode(), digest_size=6)
     return digest.hexdigest()
 
 
+_UNFILTERED = hashlib.blake2b(json.dumps([None, None]).encode(), digest_size=6).hexdigest()
+
+
 def encode_cursor(position: str, filters: str) -> str:
-    payload = json.dumps([_VERSION, filters, position], separators=(",", ":"))
-    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+    # orjson writes what json.dumps(separators=(",", ":")) does, in a fifth of the time
+    # (non-ASCII as UTF-8, not escaped: decode_cursor reads both).
+    try:
+        payload = orjson.dumps([_VERSION, filters, position])
+    except TypeError:  # a lone surrogate, which no store's position holds
+        payload = json.dumps([_VERSION, filters, position], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(payload).decode().rstrip("=")
 
 
 def malformed_cursor() -> BadUserInput:

@@ -112,7 +112,7 @@ class GraphQLEndpoint:
         access_log.info(
             "%s %s %s",
             request.method,
-            request.url.path,
+            request.scope["path"],  # not request.url, which builds the whole URL
             response.status_code,
             extra={
                 "request_id": response.headers.get("x-request-id"),

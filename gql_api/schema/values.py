@@ -16,6 +16,8 @@ T = TypeVar("T")
 
 
 def _serialize_datetime(value: datetime) -> str:
+    if value.tzinfo is UTC:  # what the stores hold: no conversion, and "+00:00" ends it
+        return value.isoformat(timespec="microseconds")[:-6] + "Z"
     return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 

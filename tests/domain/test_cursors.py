@@ -13,7 +13,7 @@ import json
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gql_api.domain.cursors import encode_cursor, filter_key
+from gql_api.domain.cursors import decode_cursor, encode_cursor, filter_key
 from gql_api.domain.service import NewPost, Page, PostService
 from gql_api.errors import BadUserInput
 from gql_api.stores.keyset import MAX_MICROS
@@ -86,3 +86,15 @@ async def test_a_real_cursor_still_pages(service: PostService) -> None:
     first = await service.list_posts(first=2, tag="intro")
     rest = await service.list_posts(first=2, tag="intro", after=first.end_cursor)
     assert [e.post.content for e in first.edges + rest.edges] == ["post 2", "post 1", "post 0"]
+
+
+@given(position=positions, tag_author=filters)
+@example(position="123.\ud800", tag_author=(None, None))
+@example(position="1.é🎉", tag_author=("intro", "alice"))
+@CRAFTED
+def test_a_cursor_carries_its_position_and_filters(
+    position: str, tag_author: tuple[str | None, str | None]
+) -> None:
+    key = filter_key(*tag_author)
+    assert decode_cursor(encode_cursor(position, key), key) == position
+    assert filter_key(*tag_author) != filter_key("other", "someone")
