@@ -24,5 +24,5 @@ configure_logging(settings.log_level)
 store = create_store(settings)
 if isinstance(store, Preparable):
     store.prepare()
-app = create_app(settings, store=store)
+app = create_app(settings, store=store, freeze_heap=True)
 handler = Mangum(app, lifespan="off")

@@ -49,7 +49,7 @@ def serve(host: str, port: int) -> None:
         _fail(str(error))
     configure_logging(settings.log_level)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, freeze_heap=True),
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
