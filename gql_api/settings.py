@@ -355,11 +355,11 @@ class Settings(BaseSettings):
 
     @property
     def graphiql_enabled(self) -> bool:
-        """GraphiQL for browsers: on, except on Lambda, whose function answers an API's
-        clients (its assets would cost each cold start that serves one)."""
+        """GraphiQL for browsers: on, except on Lambda and Azure Functions, whose functions
+        answer an API's clients (its assets would cost each cold start that serves one)."""
         if self.graphiql is not None:
             return self.graphiql
-        return self.lambda_function_name is None
+        return self.lambda_function_name is None and self.functions_worker_runtime is None
 
     @property
     def introspection_enabled(self) -> bool:

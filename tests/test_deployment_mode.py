@@ -63,14 +63,15 @@ def test_introspection_is_off_by_default_on_each_platform(
 
 
 @pytest.mark.parametrize(("variable", "value", "platform"), PLATFORMS)
-def test_graphiql_is_off_by_default_on_lambda_only(
+def test_graphiql_is_off_by_default_on_function_platforms_only(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str, platform: str
 ) -> None:
     assert load_settings().graphiql_enabled is True
     monkeypatch.setenv(variable, value)
     for name, setting in JWT.items():
         monkeypatch.setenv(name, setting)
-    assert load_settings().graphiql_enabled is (variable != "AWS_LAMBDA_FUNCTION_NAME")
+    functions = {"AWS_LAMBDA_FUNCTION_NAME", "FUNCTIONS_WORKER_RUNTIME"}  # not Cloud Run
+    assert load_settings().graphiql_enabled is (variable not in functions)
     monkeypatch.setenv("GQL_API_GRAPHIQL", "true")
     assert load_settings().graphiql_enabled is True
     monkeypatch.setenv("GQL_API_GRAPHIQL", "false")

@@ -388,12 +388,15 @@ def _negotiate(accept: str | None) -> str:
 
 
 def _request_id(request: Request) -> str:
-    """The server's own id for the request: Lambda's request id, else a new one. Never the
-    client's, which any client may reuse or forge (it is logged beside, as the client's)."""
+    """The server's own id for the request: Lambda's request id or Azure Functions'
+    invocation id (what the platform's own logs name), else a new one. Never the client's,
+    which any client may reuse or forge (it is logged beside, as the client's)."""
     lambda_context = request.scope.get("aws.context")
-    lambda_id = getattr(lambda_context, "aws_request_id", None)
-    if isinstance(lambda_id, str) and _REQUEST_ID.fullmatch(lambda_id):
-        return lambda_id
+    platform_id = getattr(lambda_context, "aws_request_id", None) or request.scope.get(
+        "azure_functions.invocation_id"
+    )
+    if isinstance(platform_id, str) and _REQUEST_ID.fullmatch(platform_id):
+        return platform_id
     return uuid.uuid4().hex
 
 
