@@ -29,7 +29,7 @@ from gql_api.domain.service import PostService
 from gql_api.execution.cost import estimate_cost, root_field_count
 from gql_api.execution.executor import Executor, RequestError, internal_error, request_error
 from gql_api.http.persisted import PersistedQueries
-from gql_api.http.rate_limits import RateLimited, RateLimiter
+from gql_api.http.rate_limits import RateLimited, RateLimiter, client_address
 from gql_api.logs import STORE_CALLS
 from gql_api.resolvers.context import RequestContext
 
@@ -166,16 +166,6 @@ class GraphQLEndpoint:
         request.state.outcome = _first_code(body.get("errors", [])) or "OK"
         return _json(body, status, media_type, request_id)
 
-    def _client_address(self, request: Request) -> str | None:
-        """The client's address: the connection's peer (API Gateway's source address on
-        Lambda), or the entry ``trusted_proxies`` from the right of X-Forwarded-For, as
-        the proxies in front of this server append it (never what a client wrote)."""
-        if self.trusted_proxies:
-            hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",")]
-            if len(hops) >= self.trusted_proxies and hops[-self.trusted_proxies]:
-                return hops[-self.trusted_proxies][:64]
-        return request.client.host if request.client is not None else None
-
     def _wants_graphiql(self, request: Request) -> bool:
         accept = request.headers.get("accept", "")
         return self.graphiql and "query" not in request.query_params and "text/html" in accept
@@ -299,7 +289,11 @@ class GraphQLEndpoint:
             try:
                 self.rate_limiter.check(
                     user=None if viewer is None else viewer.user_id,
-                    address=self._client_address(request),
+                    address=client_address(
+                        request.headers.get("x-forwarded-for", ""),
+                        request.client.host if request.client is not None else None,
+                        self.trusted_proxies,
+                    ),
                     writes=writes if prepared.operation is OperationType.MUTATION else 0,
                     cost=cost,
                 )

@@ -88,3 +88,24 @@ class RateLimiter:
             bucket[0] = min(allowance, bucket[0] + (now - bucket[1]) * allowance / 60)
             bucket[1] = now
         return bucket
+
+
+def client_address(forwarded_for: str, peer: str | None, trusted_proxies: int) -> str | None:
+    """The client's address: the connection's peer (API Gateway's source address on
+    Lambda), or the entry ``trusted_proxies`` from the right of X-Forwarded-For, as the
+    proxies in front of this server append it (never what a client wrote)."""
+    if trusted_proxies:
+        hops = [hop.strip() for hop in forwarded_for.split(",")]
+        if len(hops) >= trusted_proxies and hops[-trusted_proxies]:
+            return _without_port(hops[-trusted_proxies])[:64]
+    return peer
+
+
+def _without_port(hop: str) -> str:
+    """An X-Forwarded-For entry's address: Azure's front ends write ``ip:port`` (a new
+    port per connection, which would make each connection an address of its own)."""
+    if hop.startswith("["):  # [IPv6]:port
+        return hop[1:].partition("]")[0]
+    if hop.count(":") == 1:  # IPv4:port (a bare IPv6 address has several colons)
+        return hop.partition(":")[0]
+    return hop

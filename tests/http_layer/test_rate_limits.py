@@ -99,6 +99,24 @@ async def test_one_address_writes_for_ten_users_at_most(app: Starlette) -> None:
     assert refused(await post(app, CREATE, user="user1", address="192.0.2.9"))  # its own 3
 
 
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("203.0.113.8:50001", "203.0.113.8:50002"),  # Azure's front ends: ip:port
+        ("[2001:db8::8]:50001", "2001:db8::8"),
+    ],
+)
+async def test_an_address_is_one_address_whatever_its_port(
+    app: Starlette, first: str, second: str
+) -> None:
+    # 31 users writing once each, from the two forms in turn: one address's 30 a minute.
+    writes = [
+        refused(await post(app, CREATE, user=f"u{n}", address=(first, second)[n % 2]))
+        for n in range(31)
+    ]
+    assert writes == [False] * 30 + [True]
+
+
 @pytest.mark.parametrize("user", [None, "ada"], ids=["anonymous", "signed in"])
 async def test_expensive_reads_are_limited_by_their_cost(
     app: Starlette, clock: Clock, user: str | None
