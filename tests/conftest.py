@@ -28,6 +28,7 @@ SERVER_FIXTURES = {"moto_url", "cosmos_url", "firestore_host", "azurite_url", "g
 SLOW_MODULES = {
     "test_graphiql_browser",
     "test_package_lambda",
+    "test_package_azure",
     "test_fuzz",
     "test_schemathesis",
     "test_hardening",

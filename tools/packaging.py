@@ -1,17 +1,19 @@
-"""``gql-api package lambda``: the function zip, built for the Lambda platform, reproducibly.
+"""``gql-api package lambda`` and ``gql-api package azure``: the function zip, built for
+its platform, reproducibly.
 
 The same sources and pins give the same bytes: dependencies come from
-``constraints.txt`` as wheels for the Lambda platform only (never built here), files
-that name the build machine are left out, and the zip lists its entries sorted with one
+``constraints.txt`` as wheels for the platform only (never built here), files that
+name the build machine are left out, and the zip lists its entries sorted with one
 fixed timestamp and fixed permissions.
 
-The zip carries bytecode. Lambda's code directory is read-only, so without ``.pyc``
-files every cold start compiles every module it imports from source (2.6x slower for
-this function, ``bench/coldstart.py --deployed``). They are compiled by an interpreter
-of the function's Python version, as unchecked-hash ``.pyc`` files (PEP 552: no
-timestamp in them, and no source check at import, the package being immutable), with
-``/var/task`` as their source path and a fixed hash seed, so they too are the same
-bytes on every build made with the same interpreter (the command prints which).
+The zip carries bytecode. Both platforms run the code from a read-only directory, so
+without ``.pyc`` files every cold start compiles every module it imports from source
+(2.6x slower on Lambda, ``bench/coldstart.py --deployed``). They are compiled by an
+interpreter of the function's Python version, as unchecked-hash ``.pyc`` files (PEP
+552: no timestamp in them, and no source check at import, the package being
+immutable), with the platform's code directory as their source path and a fixed hash
+seed, so they too are the same bytes on every build made with the same interpreter
+(the command prints which).
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ PLATFORMS = {
 }
 # Where Lambda unpacks the function: the source path recorded in the bytecode.
 LAMBDA_TASK_ROOT = "/var/task"
+# Where Azure Functions mounts the package, and where its Python worker looks for the
+# dependencies shipped inside it (a zip deployed without a remote build).
+AZURE_APP_ROOT = "/home/site/wwwroot"
+AZURE_SITE_PACKAGES = ".python_packages/lib/site-packages"
+# What the Functions host loads from the package's root, beside the dependencies.
+AZURE_ROOT_FILES = ("deploy/azure/function_app.py", "deploy/azure/host.json")
 # `gql-api serve`'s server stack: dependencies of the package that the function never
 # imports (Lambda runs the app through Mangum), so the zip leaves them out.
 SERVE_ONLY = ("uvicorn", "uvloop", "httptools")
@@ -73,6 +81,18 @@ def project_root() -> Path:
     return root
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """How a platform takes the package: what it installs and where things go."""
+
+    extra: str  # gql-api's extra for the platform's SDKs
+    platforms: list[str]  # pip's platform tags for its wheels
+    code_root: str  # where the platform puts the package: the bytecode's source path
+    site: str = ""  # the dependencies' folder inside the package ("": its root)
+    root_files: tuple[str, ...] = ()  # files of the checkout at the package's root
+    max_unzipped: int | None = None  # the platform's limit on the unpacked package
+
+
 def build_lambda_zip(
     output: Path,
     *,
@@ -83,6 +103,34 @@ def build_lambda_zip(
 ) -> Package:
     if arch not in PLATFORMS:
         raise PackagingError(f"--arch must be one of {', '.join(PLATFORMS)}")
+    layout = _Layout(
+        extra="aws",
+        platforms=PLATFORMS[arch],
+        code_root=LAMBDA_TASK_ROOT,
+        max_unzipped=MAX_UNZIPPED_BYTES,
+    )
+    return _build_zip(output, layout, python=python, bytecode=bytecode, graphiql=graphiql)
+
+
+def build_azure_zip(
+    output: Path, *, python: str = "3.12", bytecode: bool = True, graphiql: bool = False
+) -> Package:
+    """The zip for Azure Functions' zip deploy (Linux x86_64, no remote build):
+    ``function_app.py`` and ``host.json`` at its root, the dependencies where the
+    Python worker looks for them."""
+    layout = _Layout(
+        extra="azure",
+        platforms=PLATFORMS["x86_64"],  # Flex Consumption runs Linux on x86_64
+        code_root=AZURE_APP_ROOT,
+        site=AZURE_SITE_PACKAGES,
+        root_files=AZURE_ROOT_FILES,
+    )
+    return _build_zip(output, layout, python=python, bytecode=bytecode, graphiql=graphiql)
+
+
+def _build_zip(
+    output: Path, layout: _Layout, *, python: str, bytecode: bool, graphiql: bool
+) -> Package:
     root = project_root()
     compiler = find_python(python) if bytecode else None
     if bytecode and compiler is None:
@@ -94,6 +142,7 @@ def build_lambda_zip(
     with tempfile.TemporaryDirectory(prefix="gql-api-package-") as scratch:
         wheels = Path(scratch) / "wheels"
         target = Path(scratch) / "target"
+        site = target / layout.site
         source = Path(scratch) / "source"
         _export(root, source)  # never a stale build/ or a stray file of the checkout
         build_pins = {"PIP_CONSTRAINT": str(root / "build-constraints.txt")}
@@ -103,38 +152,41 @@ def build_lambda_zip(
         _pip(
             "install",
             "--target",
-            str(target),
+            str(site),
             "--implementation",
             "cp",
             "--python-version",
             python,
-            *[flag for platform in PLATFORMS[arch] for flag in ("--platform", platform)],
+            *[flag for platform in layout.platforms for flag in ("--platform", platform)],
             "--only-binary=:all:",
             "--no-compile",
             *(["--constraint", str(constraints)] if constraints.exists() else []),
-            f"{wheel}[aws]",
+            f"{wheel}[{layout.extra}]",
         )
-        _drop_unused(target)
-        if not graphiql:  # off on Lambda by default: its 4 MB of assets stay out too
-            shutil.rmtree(target / GRAPHIQL_ASSETS, ignore_errors=True)
+        _drop_unused(site)
+        if not graphiql:  # off on the function platforms by default: 4 MB of assets
+            shutil.rmtree(site / GRAPHIQL_ASSETS, ignore_errors=True)
+        for name in layout.root_files:
+            shutil.copy2(source / name, target / Path(name).name)
         _strip_shared_objects(target)
         compiled_with = None
         if compiler is not None:
-            compiled_with = compile_bytecode(compiler, target)
-            _sourceless(target)
+            compiled_with = compile_bytecode(compiler, target, layout.code_root)
+            _sourceless(target, keep={target / Path(name).name for name in layout.root_files})
         files = sorted(
             (
                 path
                 for path in target.rglob("*")
-                if path.is_file() and not _left_out(path.relative_to(target).as_posix())
+                if path.is_file()
+                and not _left_out(path.relative_to(target).as_posix(), layout.site)
             ),
             key=lambda path: path.relative_to(target).as_posix(),
         )
         unzipped = sum(path.stat().st_size for path in files)
-        if unzipped > MAX_UNZIPPED_BYTES:
+        if layout.max_unzipped is not None and unzipped > layout.max_unzipped:
             raise PackagingError(
-                f"the function would be {unzipped / 2**20:.1f} MiB unzipped, over Lambda's "
-                f"{MAX_UNZIPPED_BYTES / 2**20:.0f} MiB"
+                f"the function would be {unzipped / 2**20:.1f} MiB unzipped, over its "
+                f"platform's {layout.max_unzipped / 2**20:.0f} MiB"
             )
         output.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(output, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
@@ -185,8 +237,12 @@ def _drop_unused(target: Path) -> None:
                 shutil.rmtree(service)
 
 
-def _left_out(relative: str) -> bool:
+def _left_out(relative: str, site: str = "") -> bool:
+    """Whether a file of the package (its path from the package's root) is pip's record
+    of this machine or a script of the dependencies' ``bin/``."""
     parts = Path(relative).parts
+    if site and relative.startswith(f"{site}/"):
+        parts = Path(relative[len(site) + 1 :]).parts
     return bool(parts) and (parts[-1] in _LEFT_OUT_NAMES or parts[0] in ("bin", ".."))
 
 
@@ -228,8 +284,9 @@ def find_python(version: str) -> str | None:
     return None
 
 
-def compile_bytecode(python: str, target: Path) -> str:
-    """Compile every module under ``target``; return the compiler's version."""
+def compile_bytecode(python: str, target: Path, code_root: str = LAMBDA_TASK_ROOT) -> str:
+    """Compile every module under ``target`` (which the platform puts at ``code_root``);
+    return the compiler's version."""
     command = [
         python,
         "-m",
@@ -242,7 +299,7 @@ def compile_bytecode(python: str, target: Path) -> str:
         "-s",
         str(target),
         "-p",
-        LAMBDA_TASK_ROOT,
+        code_root,
         str(target),
     ]
     # A clean environment: PYTHONPYCACHEPREFIX would put the .pyc files outside the
@@ -279,15 +336,16 @@ def _strip_shared_objects(target: Path) -> None:
             raise PackagingError(f"strip failed:\n{result.stderr[-3000:]}")
 
 
-def _sourceless(target: Path) -> None:
+def _sourceless(target: Path, keep: set[Path] | None = None) -> None:
     """Each compiled module as its bytecode alone, in the module's own place, where
     Python imports a ``.pyc`` that has no source beside it (PEP 3147): the sources were
-    as large as their bytecode, and Lambda reads neither more than once. Tracebacks
-    then show file and line, not the line's text."""
+    as large as their bytecode, and the platform reads neither more than once.
+    Tracebacks then show file and line, not the line's text. ``keep``: sources the
+    platform looks for by name (Azure's ``function_app.py``), kept with their cache."""
     for cached in sorted(target.rglob("__pycache__/*.pyc")):
         module = cached.name.split(".cpython-", 1)[0]
         source = cached.parent.parent / f"{module}.py"
-        if source.is_file():
+        if source.is_file() and source not in (keep or set()):
             cached.replace(cached.parent.parent / f"{module}.pyc")
             source.unlink()
     for folder in sorted(target.rglob("__pycache__"), reverse=True):

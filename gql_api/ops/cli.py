@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -210,15 +211,66 @@ def _build_tools() -> Any:
 def package_lambda(python: str, arch: str, output: Path, bytecode: bool, graphiql: bool) -> None:
     """The function zip: gql-api with the aws extra, for the Lambda platform, reproducible."""
     packaging = _build_tools()
-    MAX_DIRECT_UPLOAD_BYTES = packaging.MAX_DIRECT_UPLOAD_BYTES
-    PackagingError = packaging.PackagingError
-    build_lambda_zip = packaging.build_lambda_zip
-
-    try:
-        built = build_lambda_zip(
+    built = _built(
+        lambda: packaging.build_lambda_zip(
             output, python=python, arch=arch, bytecode=bytecode, graphiql=graphiql
+        ),
+        packaging,
+    )
+    if built.zipped_bytes > packaging.MAX_DIRECT_UPLOAD_BYTES:
+        click.echo(
+            "note: over 50 MiB zipped, so it must be deployed through S3 (as `sam deploy` does)",
+            err=True,
         )
-    except PackagingError as error:
+
+
+@package.command("azure")
+@click.option(
+    "--python",
+    "python",
+    default="3.12",
+    show_default=True,
+    type=click.Choice(["3.11", "3.12"]),
+    help="The Function App's Python.",
+)
+@click.option(
+    "-o",
+    "--output",
+    default="dist/gql-api-azure.zip",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the zip.",
+)
+@click.option(
+    "--bytecode/--no-bytecode",
+    default=True,
+    show_default=True,
+    help="Ship .pyc files compiled by that Python (the package is mounted read-only: "
+    "without them every cold start compiles the sources).",
+)
+@click.option(
+    "--graphiql/--no-graphiql",
+    default=False,
+    show_default=True,
+    help="Ship GraphiQL's page and assets (off on Azure Functions unless GQL_API_GRAPHIQL=true).",
+)
+def package_azure(python: str, output: Path, bytecode: bool, graphiql: bool) -> None:
+    """The zip for Azure Functions' zip deploy: gql-api with the azure extra, for Linux,
+    function_app.py and host.json at its root, reproducible."""
+    packaging = _build_tools()
+    _built(
+        lambda: packaging.build_azure_zip(
+            output, python=python, bytecode=bytecode, graphiql=graphiql
+        ),
+        packaging,
+    )
+
+
+def _built(build: Callable[[], Any], packaging: Any) -> Any:
+    """Build a package, say what was built (or why not, and exit 1)."""
+    try:
+        built = build()
+    except packaging.PackagingError as error:
         click.echo(f"gql-api: {error}", err=True)
         sys.exit(1)
     click.echo(
@@ -230,8 +282,4 @@ def package_lambda(python: str, arch: str, output: Path, bytecode: bool, graphiq
         click.echo(f"bytecode compiled by Python {built.compiled_with}")
     for name in built.untracked:
         click.echo(f"warning: not packed, git does not track it: {name}", err=True)
-    if built.zipped_bytes > MAX_DIRECT_UPLOAD_BYTES:
-        click.echo(
-            "note: over 50 MiB zipped, so it must be deployed through S3 (as `sam deploy` does)",
-            err=True,
-        )
+    return built
