@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test check lint typecheck unit fuzz schema constraints bench bench-coldstart graphiql-assets chromium clean
+.PHONY: serve test check lint typecheck unit fuzz schema constraints bench bench-coldstart graphiql-assets chromium podman clean
 
 # constraints.txt pins every package to the versions the suite last passed with (the AWS
 # SDKs pin each other tightly; unpinned, pip's resolver can backtrack for a very long time).
@@ -62,8 +62,15 @@ chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
+# Debian's podman and mmdebstrap, for the Cloud Run image test (a base image assembled
+# from Debian's packages: no image registry is needed).
+podman:
+	@command -v podman >/dev/null && command -v mmdebstrap >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends podman mmdebstrap uidmap >/dev/null)
+
 unit: $(BIN)/.installed $(COSMOS_SERVER)/node_modules/.installed \
-		$(AZURITE)/node_modules/.installed $(GRAPHQL_HTTP)/node_modules/.installed chromium
+		$(AZURITE)/node_modules/.installed $(GRAPHQL_HTTP)/node_modules/.installed chromium podman
 	$(BIN)/pytest
 
 # schemathesis on every store for FUZZ_SECONDS each, with a new seed (printed) each time:

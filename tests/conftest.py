@@ -29,6 +29,7 @@ SLOW_MODULES = {
     "test_graphiql_browser",
     "test_package_lambda",
     "test_package_azure",
+    "test_container_image",
     "test_fuzz",
     "test_schemathesis",
     "test_hardening",
