@@ -202,3 +202,35 @@ def test_sigterm_mid_request_lets_it_finish_and_the_process_loads_google_only(
     assert "google.cloud.firestore_v1" in imported and "uvicorn" in imported
     roots = {name.split(".")[0] for name in imported}
     assert not roots & {"azure", "boto3", "botocore", "aioboto3", "aiobotocore", "mangum"}
+
+
+def test_the_readme_grants_what_the_storage_uses_and_fills_every_placeholder() -> None:
+    readme = (DEPLOY.parent.parent / "README.md").read_text()
+    section = readme.split("## Deploying to Cloud Run\n", 1)[1].split("\n## ", 1)[0]
+    commands = section.split("```sh\n", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    (permissions,) = re.findall(r"--permissions=(\S+)", commands)
+    granted = set(permissions.split(","))
+    # What the GCS storage calls: signed uploads and reads, the move out of pending, the
+    # probe; and the same names its error message gives an operator.
+    assert granted == {
+        "storage.objects.create",
+        "storage.objects.get",
+        "storage.objects.delete",
+        "storage.buckets.get",
+    }
+    from gql_api.images.gcs import GcsImageStorage
+
+    assert "storage.objects.create/get/delete and storage.buckets.get" in GcsImageStorage.fix
+    assert "--role=roles/datastore.user" in commands
+    assert re.search(
+        r"service-accounts add-iam-policy-binding \$SA --member=serviceAccount:\$SA\s+"
+        r"--role=roles/iam.serviceAccountTokenCreator",
+        commands,
+    )
+    lines = (DEPLOY / "service.yaml").read_text().splitlines()
+    values = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    placeholders = set(re.findall(r"\b[A-Z][A-Z_]{3,}\b", values))
+    placeholders -= {"REGION", "PROJECT_ID", "IMAGES_BUCKET"}
+    assert {p for p in placeholders if not p.startswith("GQL_API_")} == set()
+    for name in ("PROJECT_ID", "REGION", "IMAGES_BUCKET"):
+        assert f"s/{name}/" in commands
