@@ -9,13 +9,18 @@ from datetime import UTC, datetime
 from gql_api.auth.dev import dev_secret
 from gql_api.domain.records import PostRecord
 from gql_api.images.base import Check
+from gql_api.ops.identity import identity_checks
 from gql_api.settings import Settings
 from gql_api.stores import create_store
 from gql_api.stores.base import PageQuery, PostStore
 
 
 async def run_checks(settings: Settings) -> list[Check]:
-    checks: list[Check] = [*await _auth(settings), *await image_checks(settings)]
+    checks: list[Check] = [
+        *await identity_checks(settings),
+        *await _auth(settings),
+        *await image_checks(settings),
+    ]
     store = create_store(settings)
     try:
         async with asyncio.timeout(settings.store_timeout * 3):
