@@ -57,13 +57,19 @@ def app_settings() -> dict[str, str]:
     return {s["name"]: s["value"] for s in site["properties"]["siteConfig"]["appSettings"]}
 
 
+@pytest.mark.parametrize("host_variable", [True, False], ids=["host's variable", "without it"])
 def test_the_settings_are_ones_the_app_accepts_where_deployed(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, host_variable: bool
 ) -> None:
+    """Production's defaults hold whether or not the worker sees FUNCTIONS_WORKER_RUNTIME
+    (Flex Consumption sets the runtime in the app's config, not its settings)."""
     settings = app_settings()
     for name in [n for n in os.environ if n.startswith("GQL_API_")]:
         monkeypatch.delenv(name)
-    monkeypatch.setenv("FUNCTIONS_WORKER_RUNTIME", "python")  # what the host sets
+    if host_variable:
+        monkeypatch.setenv("FUNCTIONS_WORKER_RUNTIME", "python")
+    else:
+        monkeypatch.delenv("FUNCTIONS_WORKER_RUNTIME", raising=False)
     for name, value in settings.items():
         if name.startswith("GQL_API_"):
             value = resolved(value)  # a literal, a variable or a parameter's default
@@ -73,6 +79,7 @@ def test_the_settings_are_ones_the_app_accepts_where_deployed(
     assert loaded.cosmos_key is None  # the identity signs in: the account has no keys
     assert loaded.azure_storage_connection_string is None
     assert loaded.graphiql_enabled is False and loaded.trusted_proxies == 1
+    assert loaded.introspection_enabled is False
     # The expressions point at the resources the names say.
     assert "documentEndpoint" in settings["GQL_API_COSMOS_URL"]
     assert "variables('cosmosAccountName')" in settings["GQL_API_COSMOS_URL"]
