@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,7 @@ def test_sigterm_mid_request_lets_it_finish_and_the_process_loads_google_only(
         "PORT": str(port),  # Cloud Run's, as it may set another than the image's
         "GQL_API_HOST": "127.0.0.1",  # the one change: servers under test bind loopback
         "FIRESTORE_EMULATOR_HOST": firestore_host,
+        "GQL_API_FIRESTORE_PREFIX": f"run{uuid.uuid4().hex[:8]}_",  # the emulator is shared
         "STORAGE_EMULATOR_HOST": gcs_url,
         "GOOGLE_APPLICATION_CREDENTIALS": str(gcs_key_file),
         "PYTHONPROFILEIMPORTTIME": "1",  # every module it imports, said on stderr

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,7 @@ def test_the_image_serves_on_firestore_and_stops_on_sigterm(
         "PORT": str(port),
         "GQL_API_HOST": "127.0.0.1",  # the one change: servers under test bind loopback
         "FIRESTORE_EMULATOR_HOST": firestore_host,
+        "GQL_API_FIRESTORE_PREFIX": f"image{uuid.uuid4().hex[:8]}_",  # the emulator is shared
     }
     log = tmp_path / "server.log"
     chroot = ["/usr/sbin/chroot", f"--userspec={image['User']}", str(rootfs), *image["Cmd"]]
