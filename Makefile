@@ -92,6 +92,7 @@ bench: bench-coldstart
 	npm ci --prefix bench/graphql_node --no-audit --no-fund --loglevel=error
 	$(BIN)/python bench/http_bench.py
 	$(BIN)/python bench/request_floor.py
+	$(BIN)/python bench/coldstart_platforms.py
 	$(BIN)/python bench/lambda_request.py
 	$(BIN)/python bench/page_depth.py
 	$(BIN)/python bench/memory.py
