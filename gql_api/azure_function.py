@@ -24,7 +24,7 @@ from gql_api.settings import load_settings
 from gql_api.stores import Preparable, create_store
 
 
-class StartOnFirstRequest:
+class LifespanSkipped:
     """The app, its lifespan answered without running it (the app starts itself on its
     first request)."""
 
@@ -51,6 +51,4 @@ if isinstance(store, Preparable):
     store.prepare()
 asgi_app = create_app(settings, store=store, freeze_heap=True)
 # Anonymous: the API signs its callers in itself (bearer tokens), not with function keys.
-app = func.AsgiFunctionApp(
-    app=StartOnFirstRequest(asgi_app), http_auth_level=func.AuthLevel.ANONYMOUS
-)
+app = func.AsgiFunctionApp(app=LifespanSkipped(asgi_app), http_auth_level=func.AuthLevel.ANONYMOUS)

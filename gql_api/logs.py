@@ -55,7 +55,7 @@ class JsonFormatter(logging.Formatter):
         line.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        try:  # orjson: a tenth of json's time, on a line written for every request
+        try:  # orjson: several times faster than json, on a line written for every request
             return orjson.dumps(line, default=str).decode()
         except TypeError:  # what orjson refuses (an int over 64 bits, a lone surrogate)
             return json.dumps(line, default=str)

@@ -205,7 +205,7 @@ async def test_a_store_that_does_not_answer_is_an_error_code_every_time(
 
 async def test_the_lifespan_is_answered_without_starting_the_app() -> None:
     """The host's start-up message is answered at once; the app starts on its first request."""
-    from gql_api.azure_function import StartOnFirstRequest
+    from gql_api.azure_function import LifespanSkipped
 
     calls: list[str] = []
 
@@ -221,7 +221,7 @@ async def test_the_lifespan_is_answered_without_starting_the_app() -> None:
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(dict(message))
 
-    shim = StartOnFirstRequest(app)
+    shim = LifespanSkipped(app)
     await shim({"type": "lifespan"}, receive, send)
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     await shim({"type": "http"}, receive, send)
