@@ -75,7 +75,7 @@ from gql_api.domain.records import PostRecord
 from gql_api.domain.validation import new_post_id
 
 async def seed():
-    store = lambda_handler.store
+    store = lambda_handler.app.state.store
     await store.open()
     start = datetime(2026, 1, 1, tzinfo=UTC)
     for i in range(50):

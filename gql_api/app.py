@@ -27,9 +27,10 @@ from gql_api.execution.query_limits import QueryLimits
 from gql_api.http.endpoint import GRAPHIQL_STATIC, GraphQLEndpoint
 from gql_api.http.rate_limits import RateLimiter, RateLimits
 from gql_api.images import ImageStorage, open_image_storage, upload_url_ttl
+from gql_api.logs import configure_logging
 from gql_api.schema.root import schema
-from gql_api.settings import Settings, SettingsError
-from gql_api.stores import create_store
+from gql_api.settings import Settings, SettingsError, load_settings
+from gql_api.stores import Preparable, create_store
 from gql_api.stores.base import PostStore
 
 log = logging.getLogger(__name__)
@@ -272,3 +273,17 @@ def create_app(
     app.state.images = images
     app.state.runtime = runtime
     return app
+
+
+def create_function_app() -> Starlette:
+    """The app of a function platform's worker (Lambda, Azure Functions), built once when
+    the worker loads its entry point: settings read and checked then (a bad one fails
+    loudly, naming the variable), logging set up, the store's SDK imported and prepared
+    (its service model loaded: init runs at full CPU). Nothing opens until the first
+    request, which starts the app; the heap is frozen then."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    store = create_store(settings)
+    if isinstance(store, Preparable):
+        store.prepare()
+    return create_app(settings, store=store, freeze_heap=True)

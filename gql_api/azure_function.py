@@ -18,10 +18,7 @@ from __future__ import annotations
 import azure.functions as func
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gql_api.app import create_app
-from gql_api.logs import configure_logging
-from gql_api.settings import load_settings
-from gql_api.stores import Preparable, create_store
+from gql_api.app import create_function_app
 
 
 class LifespanSkipped:
@@ -44,11 +41,6 @@ class LifespanSkipped:
                 return
 
 
-settings = load_settings()
-configure_logging(settings.log_level)
-store = create_store(settings)
-if isinstance(store, Preparable):
-    store.prepare()
-asgi_app = create_app(settings, store=store, freeze_heap=True)
+asgi_app = create_function_app()  # as on Lambda: built once per worker
 # Anonymous: the API signs its callers in itself (bearer tokens), not with function keys.
 app = func.AsgiFunctionApp(app=LifespanSkipped(asgi_app), http_auth_level=func.AuthLevel.ANONYMOUS)

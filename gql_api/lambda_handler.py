@@ -14,15 +14,7 @@ from __future__ import annotations
 
 from mangum import Mangum
 
-from gql_api.app import create_app
-from gql_api.logs import configure_logging
-from gql_api.settings import load_settings
-from gql_api.stores import Preparable, create_store
+from gql_api.app import create_function_app
 
-settings = load_settings()
-configure_logging(settings.log_level)
-store = create_store(settings)
-if isinstance(store, Preparable):
-    store.prepare()
-app = create_app(settings, store=store, freeze_heap=True)
+app = create_function_app()
 handler = Mangum(app, lifespan="off")

@@ -118,7 +118,7 @@ def answer(response: func.HttpResponse) -> dict[str, Any]:
 
 
 async def test_queries_mutations_and_errors_through_the_function(
-    function_app: ModuleType, azurite_url: str
+    function_app: ModuleType, azure_env: dict[str, str]
 ) -> None:
     token = mint_dev_token(Settings(dev_secret=SECRET), SECRET, user_id="ada")
     created = await invoke(function_app, "POST", "/graphql", body={"query": CREATE}, token=token)
@@ -156,9 +156,7 @@ async def test_queries_mutations_and_errors_through_the_function(
     )
     (upload,) = answer(uploads)["data"]["createUploadUrls"]
     assert upload["url"].startswith(
-        function_app.settings.azure_storage_connection_string.get_secret_value()
-        .split("BlobEndpoint=")[1]
-        .rstrip(";")
+        azure_env["GQL_API_AZURE_STORAGE_CONNECTION_STRING"].split("BlobEndpoint=")[1].rstrip(";")
     )
 
 
