@@ -6,7 +6,7 @@ import asyncio
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -186,42 +186,61 @@ def _build_tools() -> Any:
     return tools.packaging
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _zip_options(platform: str, output: str, pythons: tuple[str, ...]) -> Callable[[F], F]:
+    """The options every function zip takes: its Python, where it goes, its bytecode and
+    GraphiQL's assets."""
+    options = [
+        click.option(
+            "--python",
+            "python",
+            default="3.12",
+            show_default=True,
+            type=click.Choice(pythons),
+            help=f"The Python of {platform}.",
+        ),
+        click.option(
+            "-o",
+            "--output",
+            default=output,
+            show_default=True,
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Where to write the zip.",
+        ),
+        click.option(
+            "--bytecode/--no-bytecode",
+            default=True,
+            show_default=True,
+            help=f"Ship .pyc files compiled by that Python ({platform} runs the package "
+            "read-only: without them every cold start compiles the sources).",
+        ),
+        click.option(
+            "--graphiql/--no-graphiql",
+            default=False,
+            show_default=True,
+            help=f"Ship GraphiQL's page and assets (off on {platform} unless "
+            "GQL_API_GRAPHIQL=true).",
+        ),
+    ]
+
+    def decorated(command: F) -> F:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorated
+
+
 @package.command("lambda")
-@click.option(
-    "--python",
-    "python",
-    default="3.12",
-    show_default=True,
-    type=click.Choice(["3.11", "3.12", "3.13"]),
-    help="Lambda's Python.",
-)
+@_zip_options("AWS Lambda", "dist/gql-api-lambda.zip", ("3.11", "3.12", "3.13"))
 @click.option(
     "--arch",
     default="x86_64",
     show_default=True,
     type=click.Choice(["x86_64", "arm64"]),
     help="Lambda's architecture.",
-)
-@click.option(
-    "-o",
-    "--output",
-    default="dist/gql-api-lambda.zip",
-    show_default=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the zip.",
-)
-@click.option(
-    "--bytecode/--no-bytecode",
-    default=True,
-    show_default=True,
-    help="Ship .pyc files compiled by that Python (Lambda cannot write them: without "
-    "them every cold start compiles the sources).",
-)
-@click.option(
-    "--graphiql/--no-graphiql",
-    default=False,
-    show_default=True,
-    help="Ship GraphiQL's page and assets (off on Lambda unless GQL_API_GRAPHIQL=true).",
 )
 def package_lambda(python: str, arch: str, output: Path, bytecode: bool, graphiql: bool) -> None:
     """The function zip: gql-api with the aws extra, for the Lambda platform, reproducible."""
@@ -240,35 +259,7 @@ def package_lambda(python: str, arch: str, output: Path, bytecode: bool, graphiq
 
 
 @package.command("azure")
-@click.option(
-    "--python",
-    "python",
-    default="3.12",
-    show_default=True,
-    type=click.Choice(["3.11", "3.12"]),
-    help="The Function App's Python.",
-)
-@click.option(
-    "-o",
-    "--output",
-    default="dist/gql-api-azure.zip",
-    show_default=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the zip.",
-)
-@click.option(
-    "--bytecode/--no-bytecode",
-    default=True,
-    show_default=True,
-    help="Ship .pyc files compiled by that Python (the package is mounted read-only: "
-    "without them every cold start compiles the sources).",
-)
-@click.option(
-    "--graphiql/--no-graphiql",
-    default=False,
-    show_default=True,
-    help="Ship GraphiQL's page and assets (off on Azure Functions unless GQL_API_GRAPHIQL=true).",
-)
+@_zip_options("Azure Functions", "dist/gql-api-azure.zip", ("3.11", "3.12"))
 def package_azure(python: str, output: Path, bytecode: bool, graphiql: bool) -> None:
     """The zip for Azure Functions' zip deploy: gql-api with the azure extra, for Linux,
     function_app.py and host.json at its root, reproducible."""
