@@ -11,10 +11,8 @@ import re
 import shlex
 import signal
 import socket
-import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from gql_api.settings import load_settings
 from tests.conftest import FIRESTORE_PROJECT
 from tests.helpers import free_port
 from tests.image_storages import gcs_key, gcs_key_file, gcs_url, make_bucket
+from tests.servers import running
 
 __all__ = ["gcs_key", "gcs_key_file", "gcs_url"]  # fixtures, used by name
 
@@ -121,16 +120,6 @@ def test_the_image_runs_as_a_user_without_build_tools() -> None:
     assert env["GQL_API_HOST"] == "0.0.0.0"  # noqa: S104 - the container's every address
 
 
-def healthy(url: str, log: Path, deadline: float) -> None:
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/healthz", timeout=1).close()  # noqa: S310 - loopback
-            return
-        except OSError:
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.1)
-
-
 def test_sigterm_mid_request_lets_it_finish_and_the_process_loads_google_only(
     firestore_host: str,
     gcs_url: str,
@@ -156,12 +145,8 @@ def test_sigterm_mid_request_lets_it_finish_and_the_process_loads_google_only(
         "GOOGLE_APPLICATION_CREDENTIALS": str(gcs_key_file),
         "PYTHONPROFILEIMPORTTIME": "1",  # every module it imports, said on stderr
     }
-    url = f"http://127.0.0.1:{port}"
     log = tmp_path / "server.log"
-    with log.open("wb") as output:
-        server = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        healthy(url, log, time.monotonic() + 30)
+    with running(command, f"http://127.0.0.1:{port}/healthz", env=env, log_path=log) as server:
         body = json.dumps({"query": "{ posts { nodes { id } } limits { maxTags } }"}).encode()
         head = (
             f"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
@@ -185,10 +170,6 @@ def test_sigterm_mid_request_lets_it_finish_and_the_process_loads_google_only(
         # uvicorn drains, then re-raises the signal it caught: "killed by SIGTERM".
         assert server.wait(timeout=10) in (0, -signal.SIGTERM)
         assert time.monotonic() - started < 10  # within Cloud Run's grace before SIGKILL
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
     status, _, rest = answer.partition(b"\r\n")
     assert status == b"HTTP/1.1 200 OK", answer[:500]
     assert json.loads(rest.split(b"\r\n\r\n", 1)[1]) == {

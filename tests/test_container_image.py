@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import free_port
+from tests.servers import running
 from tests.test_cloud_run import CLOUD_RUN, service_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,18 +118,8 @@ def test_the_image_serves_on_firestore_and_stops_on_sigterm(
     }
     log = tmp_path / "server.log"
     chroot = ["/usr/sbin/chroot", f"--userspec={image['User']}", str(rootfs), *image["Cmd"]]
-    with log.open("wb") as output:
-        server = subprocess.Popen(chroot, env=env, stdout=output, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/healthz", timeout=1).close()  # noqa: S310
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
+    with running(chroot, f"{url}/healthz", env=env, log_path=log) as server:
         status = Path(f"/proc/{server.pid}/status").read_text()
         uid = next(line for line in status.splitlines() if line.startswith("Uid:"))
         assert uid.split()[1:] == ["10001"] * 4
@@ -142,10 +132,6 @@ def test_the_image_serves_on_firestore_and_stops_on_sigterm(
             assert json.loads(response.read()) == {"data": {"posts": {"nodes": []}}}
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=10) in (0, -signal.SIGTERM)
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
     said = log.read_text()
     assert "store firestore closed" in said
     assert os.path.basename(image["Cmd"][0]) == "gql-api"

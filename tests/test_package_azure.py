@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import uuid
 import zipfile
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 from tests.conftest import COSMOS_KEY
 from tests.helpers import cli_env, run_cli
 from tests.image_storages import azurite_connection, azurite_url, make_bucket
-from tests.test_package_lambda import python_312
+from tests.test_package_lambda import compiled_from_source, run_unpacked
 
 __all__ = ["azurite_url"]  # the fixture, used by name
 
@@ -124,17 +123,7 @@ def test_the_unpacked_zip_serves_the_function_with_python_312(
         ["POST", "/graphql", signed_in, {"query": upload}],
         ["GET", "/healthz", {}, None],
     ]
-    result = subprocess.run(
-        # -B: write no bytecode, as on the read-only mounted package; -v: say where each
-        # module's code comes from.
-        [python_312(), "-I", "-B", "-v", "-c", INVOKE, str(folder), json.dumps(calls)],
-        env={"PATH": "/usr/bin:/bin", **settings},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_unpacked(folder, INVOKE, json.dumps(calls), settings)
     created, listed, uploads, health = json.loads(result.stdout.strip().splitlines()[-1])
     assert created == [
         200,
@@ -145,7 +134,4 @@ def test_the_unpacked_zip_serves_the_function_with_python_312(
     assert health == [200, {"status": "ok", "store": "cosmos"}]
     said = result.stderr
     assert f"code object from '{folder}/{SITE}/gql_api/app.pyc'" in said
-    compiled_here = [
-        line for line in said.splitlines() if line.startswith(f"# code object from {folder}/")
-    ]
-    assert compiled_here == []  # every module from the zip's bytecode
+    assert compiled_from_source(said, folder) == []  # every module from the zip's bytecode

@@ -43,6 +43,30 @@ def python_312() -> str:
     raise RuntimeError("Python 3.12 is needed to run the Lambda package (pyenv has it here)")
 
 
+def run_unpacked(
+    folder: Path, script: str, argument: str, settings: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """``script`` on Python 3.12 from an unpacked function package, as its platform runs
+    it: isolated, no bytecode written (the code is read-only there), and ``-v`` saying
+    where each module's code comes from (see ``compiled_from_source``)."""
+    result = subprocess.run(
+        [python_312(), "-I", "-B", "-v", "-c", script, str(folder), argument],
+        env={"PATH": "/usr/bin:/bin", **settings},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def compiled_from_source(said: str, folder: Path) -> list[str]:
+    """The modules under ``folder`` that ``-v`` says were compiled from source (said
+    unquoted: "code object from <path>.py"; one from bytecode is quoted)."""
+    return [line for line in said.splitlines() if line.startswith(f"# code object from {folder}/")]
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     first = tmp_path_factory.mktemp("first") / "gql-api-lambda.zip"
@@ -141,17 +165,7 @@ def test_the_unpacked_zip_serves_an_event_with_python_312(
     sample = event(
         "http_v2", body=json.dumps({"query": "{ posts { nodes { id } } limits { maxTags } }"})
     )
-    result = subprocess.run(
-        # -B: write no bytecode, as on Lambda's read-only code directory; -v: say where
-        # each module's code comes from.
-        [python_312(), "-I", "-B", "-v", "-c", INVOKE, str(unpacked), json.dumps(sample)],
-        env={"PATH": "/usr/bin:/bin", **settings},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_unpacked(unpacked, INVOKE, json.dumps(sample), settings)
     response = json.loads(result.stdout.strip().splitlines()[-1])
     assert response["statusCode"] == 200
     assert json.loads(response["body"]) == {
@@ -162,11 +176,7 @@ def test_the_unpacked_zip_serves_an_event_with_python_312(
     said = result.stderr
     assert f"code object from '{unpacked}/gql_api/app.pyc'" in said
     assert f"code object from '{unpacked}/aiobotocore/client.pyc'" in said
-    # (A module compiled from source is said unquoted: "code object from <path>.py".)
-    compiled_here = [
-        line for line in said.splitlines() if line.startswith(f"# code object from {unpacked}/")
-    ]
-    assert compiled_here == []
+    assert compiled_from_source(said, unpacked) == []
 
 
 INVOKE_ALL = """
@@ -192,15 +202,7 @@ def invoke_all(
     ]
     events_file = unpacked.parent / "events.json"
     events_file.write_text(json.dumps(events))
-    result = subprocess.run(
-        [python_312(), "-I", "-B", "-c", INVOKE_ALL, str(unpacked), str(events_file)],
-        env={"PATH": "/usr/bin:/bin", **settings},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_unpacked(unpacked, INVOKE_ALL, str(events_file), settings)
     answers = [json.loads(r["body"]) for r in json.loads(result.stdout.strip().splitlines()[-1])]
     for answer in answers:
         assert "errors" not in answer, answer
