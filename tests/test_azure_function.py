@@ -7,15 +7,21 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import os
 import subprocess
 import sys
+import urllib.parse
 import uuid
 from collections.abc import MutableMapping
+from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import azure.functions as func
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis_graphql import from_schema
 
 from gql_api.auth.dev import mint_dev_token
 from gql_api.settings import Settings, SettingsError
@@ -260,3 +266,92 @@ def test_loading_the_function_app_imports_no_other_cloud(cosmos_url: str) -> Non
     roots = {name.split(".")[0] for name in loaded}
     assert not roots & {"boto3", "botocore", "aioboto3", "aiobotocore", "mangum", "google", "grpc"}
     assert not roots & {"uvicorn", "aiosqlite"}
+
+
+@pytest.fixture
+def memory_function_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> ModuleType:
+    for name in [n for n in os.environ if n.startswith("GQL_API_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("GQL_API_STORE", "memory")
+    monkeypatch.setenv("GQL_API_DEV_SECRET", SECRET)
+    monkeypatch.setenv("GQL_API_SQLITE_PATH", str(tmp_path / "unused.db"))
+    import gql_api.azure_function as module
+
+    return importlib.reload(module)
+
+
+SDL = (Path(__file__).resolve().parent.parent / "schema.graphql").read_text()
+HEADERS = st.dictionaries(
+    st.sampled_from(["content-type", "accept", "authorization", "x-request-id", "content-length"]),
+    st.one_of(
+        st.sampled_from(
+            [
+                "application/json",
+                "application/graphql",
+                "application/graphql-response+json",
+                "text/html",
+                "text/plain; charset=utf-8",
+                "Bearer x.y.z",
+                "Bearer ",
+                "*/*;q=0",
+                "12",
+            ]
+        ),
+        st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40),
+    ),
+    max_size=5,
+)
+BODIES = st.one_of(
+    st.binary(max_size=200),
+    from_schema(SDL, fields=["posts", "post", "viewer", "limits"]).map(
+        lambda query: json.dumps({"query": query}).encode()
+    ),
+    st.builds(
+        lambda query, variables: json.dumps({"query": query, "variables": variables}).encode(),
+        st.sampled_from(["{ posts { nodes { id } } }", "query($id: ID!) { post(id: $id) { id } }"]),
+        st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3),
+    ),
+)
+
+
+@settings(
+    max_examples=400,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "HEAD"]),
+    path=st.sampled_from(["/graphql", "/healthz", "/", "/graphql/more", "/graphiql/static/x"]),
+    headers=HEADERS,
+    body=BODIES,
+    query=st.dictionaries(
+        st.sampled_from(["query", "variables", "operationName"]), st.text(max_size=30), max_size=3
+    ),
+)
+def test_whatever_the_host_hands_the_function_it_answers_without_a_500(
+    memory_function_app: ModuleType,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    body: bytes,
+    query: dict[str, str],
+) -> None:
+    """Requests drawn at random, through azure.functions' own request objects and ASGI
+    adapter: an answer for each, never a server error, every error with its code."""
+    handler = _handler(memory_function_app.app)
+    request = func.HttpRequest(
+        method,
+        f"{HOST}{path}?{urllib.parse.urlencode(query)}",
+        headers=headers,
+        params=query,
+        body=body,
+    )
+    response: func.HttpResponse = asyncio.run(handler(request, None))
+    assert response.status_code < 500, (response.status_code, response.get_body()[:300])
+    content_type = response.headers.get("content-type", "")
+    if "json" in content_type and response.get_body():
+        answer = json.loads(response.get_body())
+        for error in answer.get("errors", []):
+            assert isinstance(error["extensions"]["code"], str), error
