@@ -11,8 +11,9 @@ end in the same order (the same work is awaited, side by side, and cancelled).""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import pytest
@@ -122,7 +123,22 @@ def _run(query: str, compiled: bool) -> str:
             await asyncio.wait(list(built.background_futures))
         return answered, len(built.collected_errors.errors), JOURNAL
 
-    return json.dumps(asyncio.run(run()))
+    answered = json.dumps(asyncio.run(run()))
+    # A sibling cancelled before it started is a coroutine never awaited, finalized by the
+    # collector: here, not wherever the next collection happens to run (inside a
+    # namedtuple's __new__, whose empty builtins break the warning it gives).
+    gc.collect()
+    return answered
+
+
+@pytest.fixture
+def young_heap() -> Iterator[None]:
+    """The heap so far left out of collections (gc.freeze), so that each run's collection
+    walks only what the run made."""
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
 
 
 # A sibling cancelled before it started (as gather_with_cancel does, on both paths).
@@ -130,7 +146,7 @@ def _run(query: str, compiled: bool) -> str:
 @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(query=from_schema(SCHEMA), data=st.data())
 def test_failing_fields_fail_the_same_compiled_and_on_graphql_core(
-    query: str, data: st.DataObject
+    young_heap: None, query: str, data: st.DataObject
 ) -> None:
     Behaviour(data).install()
     assert _run(query, compiled=True) == _run(query, compiled=False)
