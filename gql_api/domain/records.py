@@ -1,9 +1,11 @@
-"""The domain's records: a post, the changes of an update, a profile. The vocabulary the
-rules and the stores share (each store maps them to its own documents or rows)."""
+"""The domain's records: a post, the changes of an update, a profile, a write seen on a
+change feed. The vocabulary the rules and the stores share (each store maps them to its
+own documents or rows)."""
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -60,3 +62,24 @@ def apply_changes(current: PostRecord, changes: PostChanges) -> PostRecord:
         version=current.version + 1,
         etag=None,
     )
+
+
+class ChangeKind(enum.Enum):
+    CREATED = "CREATED"
+    UPDATED = "UPDATED"
+    DELETED = "DELETED"
+
+
+@dataclass(frozen=True, slots=True)
+class PostChange:
+    """One write of a post, as a store's change feed reports it: the post as written, or
+    for ``DELETED`` as it was last stored (its version, author and tags: what a
+    subscriber's filter is matched against)."""
+
+    kind: ChangeKind
+    post: PostRecord
+
+    @property
+    def identity(self) -> tuple[str, int, ChangeKind]:
+        """What tells one write from another: a feed may report a write more than once."""
+        return (self.post.id, self.post.version, self.kind)

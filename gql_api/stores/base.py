@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from gql_api.domain.records import PostChanges, PostRecord, ProfileRecord
+from gql_api.domain.records import PostChange, PostChanges, PostRecord, ProfileRecord
 
 Client = TypeVar("Client")
 
@@ -219,3 +219,16 @@ class PostStore(Protocol):
         One atomic point write (no read first): concurrent writers never mix their
         values, and the last write wins.
         """
+
+
+class ChangeFeed(Protocol):
+    """The writes of every process on a store's database, as they happen (the live feed)."""
+
+    async def changes(self) -> AsyncIterator[PostChange]:
+        """Follow the database's writes from now on: once this returns, every create,
+        update and delete made afterwards, by any process on the same database, comes out
+        of the iterator, within about 2 s, at least once, and in version order for each
+        post. What was written before the call is not replayed. While the database cannot
+        be read the iterator raises ``DatabaseUnavailable`` (the caller follows anew);
+        ``aclose()`` releases what it holds."""
+        ...

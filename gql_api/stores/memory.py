@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
-from gql_api.domain.records import PostChanges, PostRecord, ProfileRecord, apply_changes
+from gql_api.domain.records import (
+    ChangeKind,
+    PostChange,
+    PostChanges,
+    PostRecord,
+    ProfileRecord,
+    apply_changes,
+)
 from gql_api.stores.base import (
     AlreadyExists,
     DatabaseUnavailable,
@@ -21,6 +28,8 @@ from gql_api.stores.base import (
 from gql_api.stores.keyset import parse_position, position_of, to_micros
 
 _Key = tuple[int, str]  # (created_at in microseconds, id), kept in ascending order
+# Writes a follower of the change feed may lag behind before its feed is lost.
+FOLLOWER_BACKLOG = 10_000
 
 
 class MemoryStore:
@@ -33,6 +42,7 @@ class MemoryStore:
         self._feeds: dict[tuple[str, ...], list[_Key]] = {}
         self._lock = asyncio.Lock()
         self._open = False
+        self._followers: set[asyncio.Queue[PostChange | None]] = set()
 
     async def open(self) -> None:
         self._open = True
@@ -61,6 +71,7 @@ class MemoryStore:
                 raise AlreadyExists(post.id)
             self._posts[post.id] = post
             self._index(post)
+        self._publish(PostChange(ChangeKind.CREATED, post))
         return post
 
     async def update(self, current: PostRecord, changes: PostChanges) -> PostRecord:
@@ -71,6 +82,7 @@ class MemoryStore:
             self._unindex(current)
             self._posts[current.id] = updated
             self._index(updated)
+        self._publish(PostChange(ChangeKind.UPDATED, updated))
         return updated
 
     async def delete(self, current: PostRecord) -> None:
@@ -79,6 +91,7 @@ class MemoryStore:
             stored = self._checked(stored_post_id(current.id), current.version)
             self._unindex(stored)
             del self._posts[current.id]
+        self._publish(PostChange(ChangeKind.DELETED, stored))
 
     async def list_posts(self, query: PageQuery) -> PostPage:
         self._check_open()
@@ -100,6 +113,20 @@ class MemoryStore:
         self._check_open()
         self._profiles[profile.user_id] = profile  # one assignment: atomic on the loop
         return profile
+
+    async def changes(self) -> AsyncIterator[PostChange]:
+        """This process's writes only: the memory store has no other process."""
+        self._check_open()
+        return _Follower(self._followers)
+
+    def _publish(self, change: PostChange) -> None:
+        for queue in list(self._followers):
+            if queue.full():  # lost: its follower is told once it has read what is queued
+                self._followers.discard(queue)
+                queue.get_nowait()
+                queue.put_nowait(None)
+            else:
+                queue.put_nowait(change)
 
     def _check_open(self) -> None:
         if not self._open:
@@ -125,6 +152,27 @@ class MemoryStore:
             del keys[bisect.bisect_left(keys, key)]
             if not keys:
                 del self._feeds[feed]
+
+
+class _Follower:
+    """A follower's queue, registered until it is closed (begun or not)."""
+
+    def __init__(self, followers: set[asyncio.Queue[PostChange | None]]) -> None:
+        self._followers = followers
+        self._queue: asyncio.Queue[PostChange | None] = asyncio.Queue(FOLLOWER_BACKLOG)
+        followers.add(self._queue)
+
+    def __aiter__(self) -> _Follower:
+        return self
+
+    async def __anext__(self) -> PostChange:
+        change = await self._queue.get()
+        if change is None:
+            raise DatabaseUnavailable("the change feed fell behind the writes")
+        return change
+
+    async def aclose(self) -> None:
+        self._followers.discard(self._queue)
 
 
 def _feed_name(tag: str | None, author_id: str | None) -> tuple[str, ...]:
