@@ -7,31 +7,36 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
+from typing import cast
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gql_api.auth.dev import DevAuthenticator, DevSecretError, dev_secret
 from gql_api.auth.identity import Authenticator
 from gql_api.auth.verified import VerifiedTokens
+from gql_api.domain.live_feed import LiveFeed
 from gql_api.domain.service import PostService
 from gql_api.errors import StoreUnavailableError
 from gql_api.execution.executor import Executor, request_error
 from gql_api.execution.query_limits import QueryLimits
 from gql_api.http.endpoint import GRAPHIQL_STATIC, GraphQLEndpoint
+from gql_api.http.graphql_ws import GraphQLWebSocket
+from gql_api.http.live import LiveLimits, LiveOperations
 from gql_api.http.rate_limits import RateLimiter, RateLimits
+from gql_api.http.sse import GraphQLOverSSE
 from gql_api.images import ImageStorage, open_image_storage, upload_url_ttl
 from gql_api.logs import configure_logging
 from gql_api.schema.root import schema
 from gql_api.settings import Settings, SettingsError, load_settings
 from gql_api.stores import Preparable, create_store
-from gql_api.stores.base import PostStore
+from gql_api.stores.base import ChangeFeed, PostStore
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +78,10 @@ class Runtime:
         images: ImageStorage | None = None,
         *,
         freeze_heap: bool = False,
+        live: LiveOperations | None = None,
     ) -> None:
         self.settings = settings
+        self.live = live
         self.freeze_heap = freeze_heap
         self.store = store
         self.images = images
@@ -129,6 +136,10 @@ class Runtime:
             if not self.started:
                 return
             self.started = False
+            if self.live is not None:  # each connection closed cleanly, then the feed
+                await self.live.connections.close_all()
+                if self.endpoint.service.live is not None:
+                    await self.endpoint.service.live.close()
             await self.store.close()
             log.info("store %s closed", self.store.name)
             if self.images is not None:
@@ -178,6 +189,7 @@ def create_app(
     authenticator: Authenticator | None = None,
     images: ImageStorage | None = None,
     freeze_heap: bool = False,
+    subscriptions: bool = True,
 ) -> Starlette:
     """Build the app; the store and the image storage (``images``, else the one the
     settings name, if any) open at start-up (or on the first request, on Lambda).
@@ -185,11 +197,19 @@ def create_app(
     collection (a server's process, not a test's)."""
     store = store if store is not None else create_store(settings)
     images = images if images is not None else open_image_storage(settings)
+    live_feed = None
+    if subscriptions and settings.subscriptions and hasattr(store, "changes"):
+        live_feed = LiveFeed(
+            cast(ChangeFeed, store),
+            queue_size=settings.subscription_queue,
+            timeout=settings.store_timeout,
+        )
     service = PostService(
         store,
         timeout=settings.store_timeout,
         images=images,
         upload_url_ttl=upload_url_ttl(settings),
+        live=live_feed,
     )
     limits = QueryLimits(
         max_depth=settings.max_depth,
@@ -226,7 +246,20 @@ def create_app(
         trusted_proxies=settings.trusted_proxies,
         body_timeout=settings.body_timeout,
     )
-    runtime = Runtime(settings, store, endpoint, images, freeze_heap=freeze_heap)
+    live = None
+    if live_feed is not None:
+        live = LiveOperations(
+            endpoint,
+            LiveLimits(
+                max_connections=settings.max_subscription_connections,
+                max_subscriptions=settings.max_subscriptions_per_connection,
+                keepalive=settings.subscription_keepalive,
+                idle_timeout=settings.subscription_idle_timeout,
+                init_timeout=settings.subscription_init_timeout,
+            ),
+        )
+        endpoint.events = GraphQLOverSSE(live).respond
+    runtime = Runtime(settings, store, endpoint, images, freeze_heap=freeze_heap, live=live)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -260,6 +293,9 @@ def create_app(
         Route("/graphql", endpoint),
         Route("/healthz", healthz, methods=["GET"]),
     ]
+    if live is not None:
+        websocket = GraphQLWebSocket(live, max_message_bytes=settings.max_body_bytes)
+        routes.append(WebSocketRoute("/graphql", websocket))
     if graphiql:
         static = StaticFiles(directory=GRAPHIQL_STATIC)
         routes.append(Mount("/graphiql/static", app=static, name="graphiql"))
@@ -272,6 +308,7 @@ def create_app(
     app.state.store = store
     app.state.images = images
     app.state.runtime = runtime
+    app.state.live = live
     return app
 
 
@@ -286,4 +323,6 @@ def create_function_app() -> Starlette:
     store = create_store(settings)
     if isinstance(store, Preparable):
         store.prepare()
-    return create_app(settings, store=store, freeze_heap=True)
+    # No subscriptions: a function's invocation holds no connection open (on Lambda, the
+    # WebSocket API's handlers serve them: gql_api/lambda_websocket.py).
+    return create_app(settings, store=store, freeze_heap=True, subscriptions=False)

@@ -49,6 +49,12 @@ class StoreUnavailableError(ApiError):
     code = "STORE_UNAVAILABLE"
 
 
+class SubscriptionsUnavailable(ApiError):
+    """This deployment serves no live updates (its store has no change feed)."""
+
+    code = "SUBSCRIPTIONS_UNAVAILABLE"
+
+
 class ImageStorageUnavailableError(ApiError):
     """The image storage failed or did not answer in time (the SDK's words stay in the log)."""
 

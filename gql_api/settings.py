@@ -135,6 +135,19 @@ class Settings(BaseSettings):
     keepalive_timeout: Annotated[int, Field(ge=1, le=300)] = 5
     keepalive_max_requests: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
     max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    # Subscriptions (the live feed): WebSocket and SSE connections, and their bounds.
+    subscriptions: bool = True
+    max_subscription_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+    max_subscriptions_per_connection: Annotated[int, Field(ge=1, le=1000)] = 20
+    subscription_queue: Annotated[int, Field(ge=1, le=100_000)] = 100
+    subscription_keepalive: Annotated[float, Field(ge=1, le=600)] = 15.0
+    subscription_idle_timeout: Annotated[float, Field(ge=1, le=86_400)] = 300.0
+    subscription_init_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    # Subscriptions on AWS Lambda (an API Gateway WebSocket API: gql_api/lambda_websocket.py):
+    # the connections table, and the API's Management API (https://<api>.execute-api.
+    # <region>.amazonaws.com/<stage>; the route handlers fall back on the event's own).
+    websocket_table: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9_.-]{3,255}$")] = None
+    websocket_endpoint: Annotated[str | None, Field(pattern=r"^https?://")] = None
     log_level: LogLevel = "INFO"
 
     images_bucket: str | None = Field(

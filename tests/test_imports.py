@@ -32,7 +32,7 @@ print(json.dumps(sorted(names | {m for m in sys.modules if m.startswith("gql_api
 @pytest.mark.parametrize(
     ("store", "own_sdk", "own_modules"),
     [
-        ("sqlite", None, {"sqlite", "sqlite_schema"}),
+        ("sqlite", None, {"sqlite", "sqlite_schema", "sqlite_changes"}),
         ("dynamodb", "aws", {"dynamodb", "dynamodb_table"}),
         ("firestore", "gcp", {"firestore"}),
     ],

@@ -17,6 +17,7 @@ from gql_api.auth.identity import Identity
 from gql_api.domain.cursors import decode_cursor, encode_cursor, filter_key, malformed_cursor
 from gql_api.domain.idempotency import check_idempotency_key, replayed, with_idempotency_key
 from gql_api.domain.image_attachments import ImageAttachments
+from gql_api.domain.live_feed import EventFilter, LiveFeed, Subscriber
 from gql_api.domain.records import PostChanges, PostRecord, ProfileRecord
 from gql_api.domain.validation import (
     check_content,
@@ -38,6 +39,7 @@ from gql_api.errors import (
     ImageStorageUnavailableError,
     PostNotFound,
     StoreUnavailableError,
+    SubscriptionsUnavailable,
     Unauthenticated,
 )
 from gql_api.images import ImageInputError, ImageStorage, UploadUrl
@@ -120,8 +122,10 @@ class PostService:
         new_id: Callable[[], str] = new_post_id,
         images: ImageStorage | None = None,
         upload_url_ttl: timedelta = DEFAULT_UPLOAD_URL_TTL,
+        live: LiveFeed | None = None,
     ) -> None:
         self.store = store
+        self.live = live  # None: the store has no change feed, or subscriptions are off
         self.images = images  # None: no images bucket is set
         self._upload_url_ttl = upload_url_ttl
         self._timeout = timeout
@@ -161,6 +165,28 @@ class PostService:
             for post, token in zip(page.posts, page.cursors, strict=True)
         ]
         return Page(edges=edges, has_next_page=page.has_next_page)
+
+    async def follow_posts(
+        self, *, tag: str | None = None, author_id: str | None = None
+    ) -> Subscriber:
+        """A subscriber of the posts created, edited and deleted from now on, narrowed to
+        a tag and/or an author as ``list_posts`` is; anonymous callers may follow too."""
+        if tag is not None:
+            tag = normalize_tag(tag, "tag")
+        if author_id is not None:
+            author_id = check_user_id(author_id, "authorId")
+        if self.live is None:
+            raise SubscriptionsUnavailable(
+                f"live updates are not served here (the {self.store.name} store has no "
+                "change feed on this deployment)"
+            )
+        try:
+            return await self.live.subscribe(EventFilter(tag=tag, author_id=author_id))
+        except DatabaseUnavailable as exc:
+            log.warning("store %s: change feed unavailable: %r", self.store.name, exc)
+            raise StoreUnavailableError(
+                "the database's change feed is unavailable; subscribe again later"
+            ) from exc
 
     async def create_post(
         self, viewer: Identity | None, new: NewPost, idempotency_key: str | None = None

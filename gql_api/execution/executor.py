@@ -144,6 +144,44 @@ class Executor:
         result: ExecutionResult = (
             await outcome if not isinstance(outcome, ExecutionResult) else outcome
         )
+        return self._body(result, budget, context, request_id)
+
+    def build(
+        self, prepared: Prepared, variables: dict[str, Any] | None, context: Any
+    ) -> GraphQLExecutor[Any]:
+        """graphql-core's executor of the operation (for a subscription's stream);
+        ``RequestError`` when the variables cannot be coerced."""
+        built = self._executor_class.build(
+            self._schema,
+            prepared.document,
+            None,
+            context,
+            variables,
+            prepared.name,
+            is_awaitable=_is_awaitable,
+        )
+        if isinstance(built, list):
+            raise RequestError([_shape(e, "BAD_USER_INPUT") for e in built])
+        return built
+
+    async def execute_event(
+        self, built: GraphQLExecutor[Any], payload: Any, context: Any, request_id: str
+    ) -> dict[str, Any]:
+        """Run a subscription's selection over one event, in a context of its own (its
+        own loaders: a profile read for one event is not kept for the next)."""
+        budget = ResponseBudget(self.limits.max_response_bytes)
+        if hasattr(context, "response_budget"):
+            context.response_budget = budget
+        per_event = built.build_per_event_executor(payload)
+        per_event.context_value = context
+        outcome = per_event.execute_operation(False)
+        result = cast(ExecutionResult, await outcome if _is_awaitable(outcome) else outcome)
+        return self._body(result, budget, context, request_id)
+
+    def _body(
+        self, result: ExecutionResult, budget: ResponseBudget, context: Any, request_id: str
+    ) -> dict[str, Any]:
+        """The response of an execution: its data and its errors, shaped and masked."""
         if budget.exceeded:  # what was built is dropped: no partial answer of that size
             log.info("request %s: response over %d bytes, refused", request_id, budget.limit)
             message = (
@@ -286,3 +324,6 @@ def _shape(error: GraphQLError, code: str) -> dict[str, Any]:
         shaped["path"] = list(error.path)
     shaped["extensions"] = {**(error.extensions or {}), "code": code}
     return shaped
+
+
+shape_error = _shape  # for the subscriptions' errors (execution.subscriptions)

@@ -15,6 +15,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,26 @@ from starlette.types import Receive, Scope, Send
 from gql_api.auth.identity import Authenticator, Identity, InvalidToken
 from gql_api.domain.service import PostService
 from gql_api.execution.cost import estimate_cost, root_field_count
-from gql_api.execution.executor import Executor, RequestError, internal_error, request_error
+from gql_api.execution.executor import (
+    Executor,
+    Prepared,
+    RequestError,
+    internal_error,
+    request_error,
+)
+from gql_api.http.params import (
+    GRAPHQL,
+    GRAPHQL_RESPONSE_JSON,
+    JSON,
+    HttpError,
+    check_query,
+    check_shapes,
+    decode_json,
+    description,
+    first_code,
+    negotiate,
+    wants_event_stream,
+)
 from gql_api.http.persisted import PersistedQueries
 from gql_api.http.rate_limits import RateLimited, RateLimiter, client_address
 from gql_api.logs import STORE_CALLS
@@ -36,9 +56,6 @@ from gql_api.resolvers.context import RequestContext
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("gql_api.access")  # one line per request
 
-JSON = "application/json"
-GRAPHQL = "application/graphql"
-GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 GRAPHIQL_STATIC = Path(__file__).resolve().parent / "static" / "graphiql"
 # The page and everything it loads come from this server; fonts are inline (data:).
@@ -55,15 +72,7 @@ def graphiql_page() -> str:
     return (GRAPHIQL_STATIC / "index.html").read_text(encoding="utf-8")
 
 
-class HttpError(Exception):
-    def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
+EventsResponder = Callable[[Request, dict[str, Any], Identity | None, str], Awaitable[Response]]
 
 
 class GraphQLEndpoint:
@@ -90,6 +99,9 @@ class GraphQLEndpoint:
         self.max_body_bytes = max_body_bytes
         self.graphiql = graphiql
         self.persisted = PersistedQueries()
+        # Answers a request that accepts an event stream (GraphQL over SSE); set by the app
+        # where it serves subscriptions (the live transports build on this endpoint).
+        self.events: EventsResponder | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -146,7 +158,12 @@ class GraphQLEndpoint:
                         "Cache-Control": "no-cache",
                     },
                 )
-            media_type = _negotiate(request.headers.get("accept"))
+            if self.events is not None and wants_event_stream(request.headers.get("accept")):
+                params = await self._params(request)
+                viewer = await self._authenticate(request, request_id)
+                request.state.operation = "stream"
+                return await self.events(request, params, viewer, request_id)
+            media_type = negotiate(request.headers.get("accept"))
             params = await self._params(request)
             viewer = await self._authenticate(request, request_id)
             body = await self._run(request, params, viewer, request_id)
@@ -156,14 +173,14 @@ class GraphQLEndpoint:
             body = {"errors": [request_error(error.message, error.code)]}
             return _json(body, error.status, media_type, request_id, error.headers)
         except RequestError as error:
-            request.state.outcome = _first_code(error.errors)
+            request.state.outcome = first_code(error.errors)
             body = {"errors": error.errors}
             status = 400 if media_type == GRAPHQL_RESPONSE_JSON else 200
         except Exception:
             request.state.outcome = "INTERNAL_SERVER_ERROR"
             log.exception("request %s: unhandled error", request_id)
             return _json({"errors": [internal_error(request_id)]}, 500, media_type, request_id)
-        request.state.outcome = _first_code(body.get("errors", [])) or "OK"
+        request.state.outcome = first_code(body.get("errors", [])) or "OK"
         return _json(body, status, media_type, request_id)
 
     def _wants_graphiql(self, request: Request) -> bool:
@@ -175,7 +192,7 @@ class GraphQLEndpoint:
             params: dict[str, Any] = dict(request.query_params)
             for name in ("variables", "extensions"):
                 if name in params:
-                    params[name] = _decode_json(params[name], f"{name} is not valid JSON")
+                    params[name] = decode_json(params[name], f"{name} is not valid JSON")
         else:
             # Only media types a browser cannot send cross-site without a CORS preflight:
             # a form or a plain-text POST from another site is refused (CSRF).
@@ -193,12 +210,12 @@ class GraphQLEndpoint:
                 except UnicodeDecodeError:
                     raise HttpError(400, "BAD_REQUEST", "the query is not valid UTF-8") from None
             else:
-                params = _decode_json(raw, "the request body is not valid JSON")
+                params = decode_json(raw, "the request body is not valid JSON")
             if not isinstance(params, dict):
                 raise HttpError(400, "BAD_REQUEST", "the request body must be a JSON object")
-        params = _check_shapes(params)
+        params = check_shapes(params)
         params["query"] = self.persisted.resolve(params.get("query"), params.get("extensions"))
-        return _check_query(params)
+        return check_query(params)
 
     async def _body(self, request: Request) -> bytes:
         too_large = HttpError(
@@ -226,7 +243,11 @@ class GraphQLEndpoint:
         return b"".join(chunks)
 
     async def _authenticate(self, request: Request, request_id: str) -> Identity | None:
-        header = request.headers.get("authorization")
+        return await self.verify_authorization(request.headers.get("authorization"), request_id)
+
+    async def verify_authorization(self, header: str | None, request_id: str) -> Identity | None:
+        """The caller an ``Authorization`` value names (None: anonymous); ``HttpError``
+        401 for a malformed, tampered or expired one. Every transport signs in here."""
         if header is None:
             return None
         scheme, _, token = header.strip().partition(" ")
@@ -249,8 +270,44 @@ class GraphQLEndpoint:
                 401,
                 "UNAUTHENTICATED",
                 error.reason,
-                {"WWW-Authenticate": f'Bearer error="invalid_token", {_description(error.reason)}'},
+                {"WWW-Authenticate": f'Bearer error="invalid_token", {description(error.reason)}'},
             ) from None
+
+    def admit(
+        self,
+        prepared: Prepared,
+        params: dict[str, Any],
+        viewer: Identity | None,
+        address: str | None,
+    ) -> None:
+        """The limits on what an operation may ask, on every transport: its estimated
+        cost (``RequestError``), and the caller's rate limits (``HttpError`` 429)."""
+        operation_name = params.get("operationName")
+        cost = estimate_cost(prepared.document, operation_name, params.get("variables"))
+        max_cost = self.executor.limits.max_cost
+        if cost > max_cost:
+            raise RequestError(
+                [
+                    request_error(
+                        f"the query asks for too much: estimated cost {cost}, at most "
+                        f"{max_cost} (each field 1, times the page size under posts)",
+                        "QUERY_TOO_COMPLEX",
+                    )
+                ]
+            )
+        if self.rate_limiter is not None:
+            writes = root_field_count(prepared.document, operation_name)
+            try:
+                self.rate_limiter.check(
+                    user=None if viewer is None else viewer.user_id,
+                    address=address,
+                    writes=writes if prepared.operation is OperationType.MUTATION else 0,
+                    cost=cost,
+                )
+            except RateLimited as limited:
+                raise HttpError(
+                    429, "RATE_LIMITED", limited.message, {"Retry-After": str(limited.retry_after)}
+                ) from None
 
     async def _run(
         self,
@@ -272,35 +329,16 @@ class GraphQLEndpoint:
                 "only queries may be sent with GET: send mutations with POST",
                 {"Allow": "POST"},
             )
-        cost = estimate_cost(prepared.document, operation_name, params.get("variables"))
-        max_cost = self.executor.limits.max_cost
-        if cost > max_cost:
-            raise RequestError(
-                [
-                    request_error(
-                        f"the query asks for too much: estimated cost {cost}, at most "
-                        f"{max_cost} (each field 1, times the page size under posts)",
-                        "QUERY_TOO_COMPLEX",
-                    )
-                ]
-            )
-        if self.rate_limiter is not None:
-            writes = root_field_count(prepared.document, operation_name)
-            try:
-                self.rate_limiter.check(
-                    user=None if viewer is None else viewer.user_id,
-                    address=client_address(
-                        request.headers.get("x-forwarded-for", ""),
-                        request.client.host if request.client is not None else None,
-                        self.trusted_proxies,
-                    ),
-                    writes=writes if prepared.operation is OperationType.MUTATION else 0,
-                    cost=cost,
-                )
-            except RateLimited as limited:
-                raise HttpError(
-                    429, "RATE_LIMITED", limited.message, {"Retry-After": str(limited.retry_after)}
-                ) from None
+        self.admit(
+            prepared,
+            params,
+            viewer,
+            client_address(
+                request.headers.get("x-forwarded-for", ""),
+                request.client.host if request.client is not None else None,
+                self.trusted_proxies,
+            ),
+        )
         context = RequestContext(service=self.service, viewer=viewer, request_id=request_id)
         return await self.executor.execute(
             prepared,
@@ -309,76 +347,6 @@ class GraphQLEndpoint:
             context=context,
             request_id=request_id,
         )
-
-
-def _first_code(errors: list[dict[str, Any]]) -> str | None:
-    for error in errors:
-        code = error.get("extensions", {}).get("code")
-        if isinstance(code, str):
-            return code
-    return None
-
-
-def _description(reason: str) -> str:
-    return f'error_description="{reason}"'
-
-
-def _check_query(params: dict[str, Any]) -> dict[str, Any]:
-    query = params.get("query")
-    if not isinstance(query, str) or not query.strip():
-        raise HttpError(400, "BAD_REQUEST", "the request has no query (a non-empty string)")
-    return params
-
-
-def _check_shapes(params: dict[str, Any]) -> dict[str, Any]:
-    for name in ("variables", "extensions"):
-        if params.get(name) is not None and not isinstance(params[name], dict):
-            raise HttpError(400, "BAD_REQUEST", f"{name} must be a JSON object")
-    if params.get("operationName") is not None and not isinstance(params["operationName"], str):
-        raise HttpError(400, "BAD_REQUEST", "operationName must be a string")
-    return params
-
-
-def _decode_json(raw: str | bytes, message: str) -> Any:
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
-        raise HttpError(400, "BAD_REQUEST", message) from None
-
-
-def _negotiate(accept: str | None) -> str:
-    """The response media type: graphql-response+json when accepted, else application/json."""
-    if accept is None or not accept.strip():
-        return JSON
-    best: tuple[float, int, str] | None = None
-    for position, item in enumerate(accept.split(",")):
-        media, *options = (part.strip().lower() for part in item.split(";"))
-        quality = 1.0
-        for option in options:
-            name, _, value = option.partition("=")
-            if name.strip() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-        if quality <= 0:
-            continue
-        if media == GRAPHQL_RESPONSE_JSON:
-            candidate = GRAPHQL_RESPONSE_JSON
-        elif media in (JSON, "application/*", "*/*"):
-            candidate = JSON
-        else:
-            continue
-        key = (quality, -position, candidate)
-        if best is None or key[:2] > best[:2]:
-            best = key
-    if best is None:
-        raise HttpError(
-            406,
-            "NOT_ACCEPTABLE",
-            f"the Accept header must allow {GRAPHQL_RESPONSE_JSON} or {JSON}",
-        )
-    return best[2]
 
 
 def _request_id(request: Request) -> str:

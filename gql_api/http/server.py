@@ -52,6 +52,11 @@ class Bounded(_Protocol):
         if not self._in_flight():
             self._await_head()
 
+    def handle_websocket_upgrade(self, *args: Any) -> Any:
+        """The connection is a WebSocket's from now on: its own timeouts hold it."""
+        self._cancel_head_timer()
+        return super().handle_websocket_upgrade(*args)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
         super().connection_lost(exc)
@@ -118,5 +123,6 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "http": protocol_for(settings),
         "loop": "uvloop" if fast_stack() else "asyncio",
         "timeout_keep_alive": settings.keepalive_timeout,
-        "limit_concurrency": settings.max_connections,
+        # The live connections (WebSocket, SSE) have their own limit, beside the requests'.
+        "limit_concurrency": settings.max_connections + settings.max_subscription_connections,
     }

@@ -1,4 +1,4 @@
-"""The Strawberry schema: the public contract's Query and Mutation, and its SDL."""
+"""The Strawberry schema: the public contract's Query, Mutation and Subscription, and its SDL."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from strawberry.printer import print_schema
 from strawberry.schema.config import StrawberryConfig
 
 from gql_api.resolvers import posts as post_resolvers
+from gql_api.resolvers import subscriptions as subscription_resolvers
 from gql_api.resolvers import viewer as viewer_resolvers
-from gql_api.schema.types import Post, PostConnection, Viewer
+from gql_api.schema.types import Post, PostConnection, PostEvent, Viewer
 from gql_api.schema.values import DATETIME, DeletePostPayload, Limits, Profile, UploadUrl
 
 
@@ -57,9 +58,21 @@ class Mutation:
     )
 
 
+@strawberry.type
+class Subscription:
+    post_events: PostEvent = strawberry.subscription(  # type: ignore[assignment]
+        resolver=subscription_resolvers.post_events,
+        description="Posts created, edited and deleted from now on, through any instance, "
+        "optionally only those with a tag and/or by an author (normalized as for posts). "
+        "Over graphql-transport-ws (WebSocket) or GraphQL over SSE on /graphql; at least "
+        "once, in version order for each post.",
+    )
+
+
 schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     config=StrawberryConfig(scalar_map={datetime: DATETIME}),
 )
 

@@ -3,11 +3,13 @@ Their resolvers live in ``gql_api.resolvers.fields``; the value-only types in ``
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
+from typing import Any
 
 import strawberry
 
-from gql_api.domain.records import PostRecord
+from gql_api.domain.records import ChangeKind, PostRecord
 from gql_api.domain.service import Edge
 from gql_api.resolvers import fields
 from gql_api.schema.values import PageInfo, Profile
@@ -81,3 +83,33 @@ class PostConnection:
     @strawberry.field
     def nodes(self) -> list[Post]:
         return [edge.node for edge in self.edges]
+
+
+@strawberry.enum(description="What happened to a post.")
+class PostEventKind(enum.Enum):
+    CREATED = "CREATED"
+    UPDATED = "UPDATED"
+    DELETED = "DELETED"
+
+
+@strawberry.type(description="A post created, edited or deleted, as it happened.")
+class PostEvent:
+    kind: PostEventKind
+    post_id: strawberry.ID
+    version: int = strawberry.field(
+        description="The version written; for DELETED, the version that was deleted."
+    )
+    post: Post | None = strawberry.field(description="The post as written; null once deleted.")
+    # What the subscribers of this event may share of it (the live feed's LiveChange):
+    # the executor runs one selection once for every subscriber that asked for the same.
+    shared: strawberry.Private[dict[Any, Any]]
+
+    @classmethod
+    def of(cls, kind: ChangeKind, record: PostRecord, shared: dict[Any, Any]) -> PostEvent:
+        return cls(
+            kind=PostEventKind(kind.value),
+            post_id=strawberry.ID(record.id),
+            version=record.version,
+            post=None if kind is ChangeKind.DELETED else Post.from_record(record),
+            shared=shared,
+        )

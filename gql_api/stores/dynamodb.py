@@ -4,6 +4,7 @@ Posts, their tag entries and profiles share the table; every read is a key looku
 one key range, every write one transaction. The item layout, the indexes and what
 happens at a million posts and a thousand writes a second: README, "The DynamoDB
 store" (and ``table_definition``, which `gql-api provision` and the SAM template share).
+The change feed reads the table's stream: ``dynamodb_streams``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from gql_api.domain.records import PostChanges, PostRecord, ProfileRecord, apply_changes
+from gql_api.domain.records import PostChange, PostChanges, PostRecord, ProfileRecord, apply_changes
 from gql_api.stores.base import (
     AlreadyExists,
     DatabaseUnavailable,
@@ -36,11 +37,14 @@ from gql_api.stores.dynamodb_table import (
     FIX,
     INDEXES,
     SORT_KEY,
+    STREAM,
     compare,
     id_of,
+    outage,
     plain,
     post_key,
     profile_key,
+    record_of,
     sort_key,
     table_definition,
     tag_item,
@@ -52,23 +56,12 @@ from gql_api.stores.keyset import parse_position, position_of, to_micros
 if TYPE_CHECKING:
     import aioboto3
     from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_dynamodb.type_defs import WaiterConfigTypeDef
 
 log = logging.getLogger(__name__)
 
 LOCAL_REGION = "us-east-1"  # for local servers when no region is configured
 BATCH_GET_ATTEMPTS = 5
-
-_UNAVAILABLE_CODES = {
-    "ResourceNotFoundException",
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "UnrecognizedClientException",
-    "AccessDeniedException",
-    "ExpiredTokenException",
-}
 
 
 class DynamoDBStore:
@@ -91,6 +84,9 @@ class DynamoDBStore:
         self._client: DynamoDBClient | None = None
         self._exit_stack: contextlib.AsyncExitStack | None = None
         self._session: aioboto3.Session | None = None
+        self._options: dict[str, Any] = {}  # region, endpoint, config: for both clients
+        self._streams: Any = None  # the streams client (no stubs of it among the dev dependencies)
+        self._streams_lock = asyncio.Lock()
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -131,16 +127,14 @@ class DynamoDBStore:
             retries={"mode": "standard", "total_max_attempts": 3},
             max_pool_connections=50,
         )
+        self._options = dict(region_name=region, endpoint_url=self.endpoint_url, config=config)
         stack = contextlib.AsyncExitStack()
-        self._client = await stack.enter_async_context(
-            session.client(
-                "dynamodb", region_name=region, endpoint_url=self.endpoint_url, config=config
-            )
-        )
+        self._client = await stack.enter_async_context(session.client("dynamodb", **self._options))
         self._exit_stack = stack
 
     async def close(self) -> None:
         stack, self._exit_stack, self._client = self._exit_stack, None, None
+        self._streams = None
         if stack is not None:
             await stack.aclose()
 
@@ -159,7 +153,7 @@ class DynamoDBStore:
                 TableName=self.table, Key=post_key(post_id), ConsistentRead=True
             )
         item = answer.get("Item")
-        return None if item is None else _record(item)
+        return None if item is None else record_of(item)
 
     async def create(self, post: PostRecord) -> PostRecord:
         writes: list[Any] = [
@@ -238,7 +232,7 @@ class DynamoDBStore:
             has_next = len(entries) > query.first
         elif query.author_id is not None:
             items = await self._query("author", f"AUTHOR#{query.author_id}", after, limit)
-            posts, has_next = [_record(i) for i in items[: query.first]], len(items) > limit - 1
+            posts, has_next = [record_of(i) for i in items[: query.first]], len(items) > limit - 1
         else:
             shards = await asyncio.gather(
                 *(self._query("feed", f"FEED#{n}", after, limit) for n in range(self.feed_shards))
@@ -248,7 +242,7 @@ class DynamoDBStore:
                 key=lambda i: i[SORT_KEY]["S"],
                 reverse=True,
             )
-            posts, has_next = [_record(i) for i in merged[: query.first]], len(merged) > query.first
+            posts, has_next = [record_of(i) for i in merged[: query.first]], len(merged) >= limit
         return PostPage(
             posts=posts, cursors=[position_of(p) for p in posts], has_next_page=has_next
         )
@@ -268,6 +262,18 @@ class DynamoDBStore:
             await client.put_item(TableName=self.table, Item=item)
         return profile
 
+    async def changes(self) -> AsyncIterator[PostChange]:
+        """Every process's writes, as the table's stream holds them (``dynamodb_streams``)."""
+        from gql_api.stores.dynamodb_streams import StreamFollower  # only where one follows
+
+        async with self._streams_lock:  # one streams client, opened by the first follower
+            if self._streams is None:
+                self._streams = await opened(self._exit_stack).enter_async_context(
+                    opened(self._session).client("dynamodbstreams", **self._options)
+                )
+        async with self._calling() as client:
+            return await StreamFollower.open(client, lambda: opened(self._streams), self.table)
+
     # --- provisioning and checks -------------------------------------------------------
 
     async def provision(self) -> str:
@@ -278,11 +284,18 @@ class DynamoDBStore:
             except client.exceptions.ResourceInUseException:
                 created = False
             waiter = client.get_waiter("table_exists")
-            await waiter.wait(TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+            waiting: WaiterConfigTypeDef = {"Delay": 1, "MaxAttempts": 120}
+            await waiter.wait(TableName=self.table, WaiterConfig=waiting)
+            described = (await client.describe_table(TableName=self.table))["Table"]
+            # A table made before the live feed gets its stream (another view is only reported).
+            if streamless := not described.get("StreamSpecification", {}).get("StreamEnabled"):
+                await client.update_table(TableName=self.table, StreamSpecification=STREAM)
+                await waiter.wait(TableName=self.table, WaiterConfig=waiting)
         problems = [line for ok, line in await self.inspect() if not ok]
         if problems:
             raise DatabaseUnavailable("; ".join(problems))
-        return f"table {self.table} {'created' if created else 'already there'}, indexes ok"
+        done = "created" if created else "already there" + (", stream added" if streamless else "")
+        return f"table {self.table} {done}, indexes and stream ok"
 
     async def inspect(self) -> list[tuple[bool, str]]:
         """The table and its indexes, compared with what this store expects."""
@@ -353,7 +366,7 @@ class DynamoDBStore:
     async def _batch_get(self, post_ids: list[str]) -> list[PostRecord]:
         """The posts in the order asked; posts deleted since the index was read are skipped."""
         items = await self._batch_get_items([post_key(pid) for pid in post_ids])
-        by_id = {item["id"]["S"]: _record(item) for item in items}
+        by_id = {item["id"]["S"]: record_of(item) for item in items}
         return [by_id[pid] for pid in post_ids if pid in by_id]
 
     async def _batch_get_items(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -403,20 +416,5 @@ class DynamoDBStore:
         if not translate:
             yield client
             return
-        with translated(_outage):
+        with translated(outage):
             yield client
-
-
-def _outage(error: Exception) -> str | None:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    if isinstance(error, ClientError):
-        code = error.response.get("Error", {}).get("Code", "")
-        return f"DynamoDB {code}: {error}" if code in _UNAVAILABLE_CODES else None
-    if isinstance(error, BotoCoreError):  # connection refused, timeouts, no credentials
-        return f"DynamoDB unreachable: {error}"
-    return None
-
-
-def _record(item: dict[str, Any]) -> PostRecord:
-    return CODEC.post_record(plain(item))

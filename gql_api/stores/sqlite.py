@@ -33,7 +33,15 @@ from gql_api.stores.base import (
     stored_post_id,
 )
 from gql_api.stores.keyset import position_of, to_micros
-from gql_api.stores.sqlite_schema import COLUMNS, MIGRATIONS, page_sql, profile_of, record_of
+from gql_api.stores.sqlite_changes import SqliteFollower
+from gql_api.stores.sqlite_schema import (
+    COLUMNS,
+    MIGRATIONS,
+    page_sql,
+    profile_of,
+    record_of,
+    statements,
+)
 
 log = logging.getLogger(__name__)
 
@@ -216,8 +224,14 @@ class SqliteStore:
         await self._transaction(work)
         return profile
 
-    async def _connect(self) -> aiosqlite.Connection:
-        db = await aiosqlite.connect(self.path, isolation_level=None)
+    async def changes(self) -> SqliteFollower:
+        """Every process's writes on this file, from now on (see ``sqlite_changes``)."""
+        if self._writer is None:
+            raise DatabaseUnavailable("the store is closed")
+        return await SqliteFollower.open(self.path, self._connect)
+
+    async def _connect(self, path: Path | None = None) -> aiosqlite.Connection:
+        db = await aiosqlite.connect(path or self.path, isolation_level=None)
         await db.execute("PRAGMA journal_mode = WAL")
         # FULL: a write acknowledged survives a power loss (NORMAL, in WAL mode, may lose
         # the last ones); bench/sqlite_durability.py measures the cost.
@@ -234,9 +248,8 @@ class SqliteStore:
                     f"gql-api knows ({len(MIGRATIONS)}): upgrade gql-api"
                 )
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in script.split(";"):
-                    if statement.strip():
-                        await db.execute(statement)
+                for statement in statements(script):
+                    await db.execute(statement)
                 await db.execute(f"PRAGMA user_version = {number}")
 
         await self._transaction(work, bound_work=False)

@@ -5,6 +5,7 @@ a post, the page queries on their indexes, and rows as records. Layout and why: 
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 from gql_api.domain.records import PostRecord, ProfileRecord
@@ -48,6 +49,28 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE posts ADD COLUMN idempotency_digest TEXT;
     """,
+    # The change log the live feed follows (stores/sqlite_changes.py): written by triggers
+    # in the write's own transaction, so every process's writes are in it, and pruned to
+    # the last CHANGES_KEPT changes by the insert that goes past them.
+    """
+    CREATE TABLE post_changes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        row TEXT NOT NULL
+    );
+    CREATE TRIGGER post_changes_prune AFTER INSERT ON post_changes BEGIN
+        DELETE FROM post_changes WHERE seq <= NEW.seq - {kept};
+    END;
+    CREATE TRIGGER posts_created AFTER INSERT ON posts BEGIN
+        INSERT INTO post_changes (kind, row) VALUES ('CREATED', {new});
+    END;
+    CREATE TRIGGER posts_updated AFTER UPDATE ON posts BEGIN
+        INSERT INTO post_changes (kind, row) VALUES ('UPDATED', {new});
+    END;
+    CREATE TRIGGER posts_deleted AFTER DELETE ON posts BEGIN
+        INSERT INTO post_changes (kind, row) VALUES ('DELETED', {old});
+    END;
+    """,
 ]
 
 COLUMNS = (
@@ -55,6 +78,29 @@ COLUMNS = (
     "version, author_nickname, idempotency_digest"
 )
 P_COLUMNS = ", ".join(f"p.{c.strip()}" for c in COLUMNS.split(","))
+# Changes the log keeps: a follower further behind than this has lost its feed.
+CHANGES_KEPT = 10_000
+
+
+def _row_json(alias: str) -> str:
+    """A trigger's row as a JSON array in COLUMNS order (``record_of`` reads it back)."""
+    return "json_array(" + ", ".join(f"{alias}.{c.strip()}" for c in COLUMNS.split(",")) + ")"
+
+
+MIGRATIONS[3] = MIGRATIONS[3].format(kept=CHANGES_KEPT, new=_row_json("NEW"), old=_row_json("OLD"))
+
+
+def statements(script: str) -> list[str]:
+    """A migration's statements: split at each ``;`` that ends one (not those inside a
+    trigger's body)."""
+    found, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                found.append(pending.strip())
+            pending = ""
+    return found
 
 
 def page_sql(query: PageQuery) -> tuple[str, tuple[Any, ...]]:

@@ -1,0 +1,296 @@
+"""GraphQL over WebSocket on ``/graphql``: the graphql-transport-ws protocol (the
+graphql-ws library's; Apollo Client's GraphQLWsLink and urql speak it).
+
+A connection signs in once, in ``connection_init`` (``{"Authorization": "Bearer ..."}``,
+also under ``headers``), validated as the HTTP header is; without it, it is anonymous.
+Every operation then gets the same limits as over HTTP. The close codes are the
+protocol's; beyond it, a subscriber whose queue filled is closed with 1013 (try again
+later), a connection idle for too long with 1000, and all of them with 1001 when the
+server stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from gql_api.auth.identity import Identity
+from gql_api.domain.live_feed import SubscriberTooSlow
+from gql_api.execution.subscriptions import EventStream
+from gql_api.http.live import LiveOperations, TooManyConnections, first_of, refusal
+from gql_api.http.params import HttpError
+from gql_api.http.rate_limits import client_address
+
+log = logging.getLogger(__name__)
+
+PROTOCOL = "graphql-transport-ws"
+# The protocol's close codes, and the WebSocket standard's.
+BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, NOT_ACCEPTABLE = 4400, 4401, 4403, 4406
+INIT_TIMEOUT, DUPLICATE_ID, TOO_MANY_INITS, INTERNAL = 4408, 4409, 4429, 4500
+NORMAL, GOING_AWAY, TRY_AGAIN_LATER = 1000, 1001, 1013
+MAX_MESSAGE_BYTES = 1024 * 1024  # what one message may hold (GQL_API_MAX_BODY_BYTES's kin)
+
+
+class _Closed(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+class GraphQLWebSocket:
+    """One ASGI app for every WebSocket connection to ``/graphql``."""
+
+    def __init__(self, operations: LiveOperations, *, max_message_bytes: int) -> None:
+        self.operations = operations
+        self.max_message_bytes = max_message_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        if PROTOCOL not in websocket.scope.get("subprotocols", []):
+            await websocket.accept()
+            await websocket.close(NOT_ACCEPTABLE, "Subprotocol not acceptable")
+            return
+        await websocket.accept(subprotocol=PROTOCOL)
+        connection = _Connection(self, websocket)
+        try:
+            slot = self.operations.connections.hold(connection.shut_down)
+        except TooManyConnections:
+            await websocket.close(TRY_AGAIN_LATER, "too many connections: try again later")
+            return
+        try:
+            await connection.serve()
+        finally:
+            self.operations.connections.release(slot)
+
+
+class _Connection:
+    def __init__(self, app: GraphQLWebSocket, websocket: WebSocket) -> None:
+        self.app = app
+        self.limits = app.operations.limits
+        self.websocket = websocket
+        self.viewer: Identity | None = None
+        self.acknowledged = False
+        self.request_id = uuid.uuid4().hex
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self._sending = asyncio.Lock()
+        self._closing: _Closed | None = None
+        self._done = asyncio.Event()
+        self._closed = asyncio.Event()  # set once the server closed it: stop receiving
+        headers = websocket.headers
+        peer = websocket.client.host if websocket.client is not None else None
+        self.address = client_address(
+            headers.get("x-forwarded-for", ""), peer, app.operations.endpoint.trusted_proxies
+        )
+
+    async def serve(self) -> None:
+        pinger = asyncio.ensure_future(self._ping())
+        try:
+            await first_of(self._receive_all(), self._closed.wait())
+        except _Closed as closed:
+            await self._close(closed.code, closed.reason)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            pinger.cancel()
+            for task in list(self.running.values()):
+                task.cancel()
+            await asyncio.gather(*self.running.values(), return_exceptions=True)
+            self._done.set()
+
+    async def shut_down(self) -> None:
+        """The server stops: close with 1001 and wait for the connection's end."""
+        self._closing = _Closed(GOING_AWAY, "the server is shutting down")
+        await self._close(GOING_AWAY, "the server is shutting down")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                await self._done.wait()
+
+    async def _receive_all(self) -> None:
+        started = asyncio.get_running_loop().time()
+        while True:
+            timeout = self._receive_timeout(started)
+            try:
+                async with asyncio.timeout(timeout):
+                    message = await self.websocket.receive()
+            except TimeoutError:
+                if not self.acknowledged:
+                    raise _Closed(INIT_TIMEOUT, "Connection initialisation timeout") from None
+                if not self.running:
+                    raise _Closed(NORMAL, "idle: no subscription") from None
+                started = asyncio.get_running_loop().time()
+                continue
+            if message["type"] == "websocket.disconnect":
+                return
+            if self._closing is not None:
+                raise self._closing
+            await self._handle(self._parse(message))
+            started = asyncio.get_running_loop().time()
+
+    def _receive_timeout(self, started: float) -> float:
+        elapsed = asyncio.get_running_loop().time() - started
+        limit = self.limits.init_timeout if not self.acknowledged else self.limits.idle_timeout
+        return max(0.0, limit - elapsed)
+
+    def _parse(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        raw = message.get("text")
+        if raw is None:
+            raise _Closed(BAD_REQUEST, "Invalid message: send text frames of JSON")
+        if len(raw) > self.app.max_message_bytes:
+            raise _Closed(BAD_REQUEST, f"Invalid message: over {self.app.max_message_bytes} bytes")
+        try:
+            parsed = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise _Closed(BAD_REQUEST, "Invalid message: not JSON") from None
+        if not isinstance(parsed, dict) or not isinstance(parsed.get("type"), str):
+            raise _Closed(BAD_REQUEST, "Invalid message: an object with a type")
+        return parsed
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "connection_init":
+            await self._init(message.get("payload"))
+        elif kind == "ping":
+            await self._send({"type": "pong", **_payload_of(message)})
+        elif kind == "pong":
+            pass
+        elif kind == "subscribe":
+            await self._subscribe(message)
+        elif kind == "complete":
+            task = self.running.pop(_id_of(message), None)
+            if task is not None:
+                task.cancel()
+        else:
+            raise _Closed(BAD_REQUEST, f"Invalid message type {kind[:40]!r}")
+
+    async def _init(self, payload: Any) -> None:
+        if self.acknowledged:
+            raise _Closed(TOO_MANY_INITS, "Too many initialisation requests")
+        if payload is not None and not isinstance(payload, dict):
+            raise _Closed(BAD_REQUEST, "Invalid message: connection_init payload")
+        header = _authorization(payload or {})
+        try:
+            self.viewer = await self.app.operations.endpoint.verify_authorization(
+                header, self.request_id
+            )
+        except HttpError:
+            raise _Closed(FORBIDDEN, "Forbidden") from None
+        self.acknowledged = True
+        await self._send({"type": "connection_ack"})
+
+    async def _subscribe(self, message: dict[str, Any]) -> None:
+        if not self.acknowledged:
+            raise _Closed(UNAUTHORIZED, "Unauthorized")
+        operation_id = _id_of(message)
+        if operation_id in self.running:
+            raise _Closed(DUPLICATE_ID, f"Subscriber for {operation_id[:100]} already exists")
+        if len(self.running) >= self.limits.max_subscriptions:
+            await self._error(
+                operation_id,
+                f"at most {self.limits.max_subscriptions} operations at once on one "
+                "connection: complete one first",
+                "TOO_MANY_SUBSCRIPTIONS",
+            )
+            return
+        task = asyncio.ensure_future(self._run(operation_id, message.get("payload")))
+        self.running[operation_id] = task
+        task.add_done_callback(lambda _: self._forget(operation_id, task))
+
+    def _forget(self, operation_id: str, task: asyncio.Task[None]) -> None:
+        if self.running.get(operation_id) is task:
+            del self.running[operation_id]
+
+    async def _run(self, operation_id: str, payload: Any) -> None:
+        request_id = f"{self.request_id}:{operation_id[:64]}"
+        try:
+            started = await self.app.operations.start(
+                payload, self.viewer, self.address, request_id
+            )
+        except (HttpError, Exception) as error:  # noqa: BLE001 - refusal() re-raises the rest
+            try:
+                errors = refusal(error)
+            except Exception:
+                log.exception("websocket %s: operation failed to start", request_id)
+                await self._close(INTERNAL, "Internal server error")
+                return
+            await self._send({"id": operation_id, "type": "error", "payload": errors})
+            return
+        if isinstance(started, bytes):
+            await self._next(operation_id, started)
+        else:
+            await self._stream(operation_id, started)
+        await self._send({"id": operation_id, "type": "complete"})
+
+    async def _stream(self, operation_id: str, stream: EventStream) -> None:
+        try:
+            async for response in stream:
+                await self._next(operation_id, response)
+        except SubscriberTooSlow:
+            log.info("websocket %s: subscriber too slow, closed", stream.request_id)
+            await self._close(TRY_AGAIN_LATER, "subscriber too slow: events were dropped")
+        finally:
+            await stream.aclose()
+
+    async def _next(self, operation_id: str, response: bytes) -> None:
+        frame = b'{"id":%s,"type":"next","payload":%s}' % (orjson.dumps(operation_id), response)
+        try:
+            # A client that stopped reading holds the send: it is as slow as a full queue.
+            async with asyncio.timeout(self.limits.keepalive):
+                async with self._sending:
+                    await self.websocket.send_text(frame.decode())
+        except TimeoutError:
+            raise SubscriberTooSlow from None
+
+    async def _error(self, operation_id: str, message: str, code: str) -> None:
+        errors = [{"message": message, "extensions": {"code": code}}]
+        await self._send({"id": operation_id, "type": "error", "payload": errors})
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        if self.websocket.application_state is not WebSocketState.CONNECTED:
+            return
+        async with self._sending:
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                await self.websocket.send_text(orjson.dumps(message).decode())
+
+    async def _ping(self) -> None:
+        while True:
+            await asyncio.sleep(self.limits.keepalive)
+            await self._send({"type": "ping"})
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self.websocket.application_state is WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):  # a client that reads nothing gets no more
+                    await self.websocket.close(code, reason)
+        self._closed.set()
+
+
+def _id_of(message: dict[str, Any]) -> str:
+    operation_id = message.get("id")
+    if not isinstance(operation_id, str) or not operation_id:
+        raise _Closed(BAD_REQUEST, "Invalid message: an id (a non-empty string) is required")
+    return operation_id
+
+
+def _payload_of(message: dict[str, Any]) -> dict[str, Any]:
+    payload = message.get("payload")
+    return {"payload": payload} if isinstance(payload, dict) else {}
+
+
+def _authorization(payload: dict[str, Any]) -> str | None:
+    """The ``Authorization`` value of a connection_init payload, wherever clients put it."""
+    for holder in (payload, payload.get("headers")):
+        if isinstance(holder, dict):
+            for name in ("Authorization", "authorization"):
+                value = holder.get(name)
+                if isinstance(value, str):
+                    return value
+    return None
