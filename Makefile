@@ -57,6 +57,12 @@ $(GRAPHQL_HTTP)/node_modules/.installed: $(GRAPHQL_HTTP)/package-lock.json
 	npm ci --prefix $(GRAPHQL_HTTP) --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The real subscription clients the tests drive: graphql-ws (over ws) and graphql-sse.
+LIVE_CLIENTS := tests/live_clients
+$(LIVE_CLIENTS)/node_modules/.installed: $(LIVE_CLIENTS)/package-lock.json
+	npm ci --prefix $(LIVE_CLIENTS) --no-audit --no-fund --loglevel=error
+	touch $@
+
 # Debian's Chromium, for the GraphiQL browser tests (driven by Playwright, no download).
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && \
@@ -70,7 +76,8 @@ podman:
 		--no-install-recommends podman mmdebstrap uidmap >/dev/null)
 
 unit: $(BIN)/.installed $(COSMOS_SERVER)/node_modules/.installed \
-		$(AZURITE)/node_modules/.installed $(GRAPHQL_HTTP)/node_modules/.installed chromium podman
+		$(AZURITE)/node_modules/.installed $(GRAPHQL_HTTP)/node_modules/.installed \
+		$(LIVE_CLIENTS)/node_modules/.installed chromium podman
 	$(BIN)/pytest
 
 # schemathesis on every store for FUZZ_SECONDS each, with a new seed (printed) each time:

@@ -35,6 +35,8 @@ SLOW_MODULES = {
     "test_hardening",
     "test_server",
     "test_log_hygiene",
+    "test_live_server",
+    "test_live_instances",
 }
 
 

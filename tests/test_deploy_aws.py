@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import ast
+import json
 from pathlib import Path
 from typing import Any
 
 from cfnlint.decode import decode
 
 from gql_api.images.base import PENDING_PREFIX
+from gql_api.stores import dynamodb_connections
 from gql_api.stores.dynamodb_table import INDEXES, table_definition
 
+PACKAGE = Path(__file__).resolve().parent.parent / "gql_api"
 TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "aws" / "template.yaml"
 
 
@@ -105,9 +109,13 @@ def test_uploads_no_post_attached_expire_and_the_limit_is_a_parameter() -> None:
 
 def test_the_functions_logs_expire() -> None:
     resources = template()["Resources"]
-    (group,) = [r for r in resources.values() if r["Type"] == "AWS::Logs::LogGroup"]
-    assert group["Properties"]["LogGroupName"] == {"Fn::Sub": "/aws/lambda/${ApiFunction}"}
-    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    groups = [r for r in resources.values() if r["Type"] == "AWS::Logs::LogGroup"]
+    functions = [n for n, r in resources.items() if r["Type"] == "AWS::Serverless::Function"]
+    assert sorted(g["Properties"]["LogGroupName"]["Fn::Sub"] for g in groups) == sorted(
+        f"/aws/lambda/${{{name}}}" for name in functions
+    )
+    assert len(functions) == 3
+    assert all(g["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups)
     assert template()["Parameters"]["LogRetentionDays"]["Default"] == 30
 
 
@@ -121,3 +129,132 @@ def test_the_fleet_is_bounded_per_route_and_in_concurrency() -> None:
     api = resources["Api"]["Properties"]
     assert api["DefaultRouteSettings"]["ThrottlingRateLimit"] == {"Ref": "ThrottlingRateLimit"}
     assert api["RouteSettings"]["GET /healthz"]["ThrottlingRateLimit"] == {"Ref": "HealthRateLimit"}
+
+
+def defined(module: str) -> set[str]:
+    """The functions a module of the package defines (read, not imported: importing an
+    entry point reads the settings of its deployment)."""
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    return {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+
+
+def test_the_websocket_api_sends_every_route_to_its_function() -> None:
+    resources = template()["Resources"]
+    api = resources["WebSocketApi"]["Properties"]
+    assert api["ProtocolType"] == "WEBSOCKET"
+    routes = {
+        r["Properties"]["RouteKey"]: r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::ApiGatewayV2::Route"
+    }
+    assert set(routes) == {"$connect", "$disconnect", "$default"}  # messages name no route
+    for route in routes.values():
+        assert route["ApiId"] == {"Ref": "WebSocketApi"}
+        assert route["Target"] == {"Fn::Sub": "integrations/${WebSocketIntegration}"}
+    integration = resources["WebSocketIntegration"]["Properties"]
+    assert integration["IntegrationType"] == "AWS_PROXY"
+    assert "${WebSocketFunction.Arn}" in integration["IntegrationUri"]["Fn::Sub"]
+    function = resources["WebSocketFunction"]["Properties"]
+    module, name = function["Handler"].rsplit(".", 1)
+    assert module == "gql_api.lambda_websocket" and name in defined("lambda_websocket")
+    assert {"connect", "disconnect", "default"} <= defined("lambda_websocket")
+    fanout = resources["FanoutFunction"]["Properties"]
+    assert fanout["Handler"] == "gql_api.lambda_fanout.fanout" and "fanout" in defined(
+        "lambda_fanout"
+    )
+    assert resources["WebSocketInvoke"]["Properties"]["FunctionName"] == {
+        "Ref": "WebSocketFunction"
+    }
+    url = template()["Outputs"]["WebSocketUrl"]["Value"]["Fn::Sub"]
+    assert url.startswith("wss://${WebSocketApi}.execute-api.") and url.endswith("/live")
+    stage = resources["WebSocketStage"]["Properties"]
+    assert stage["StageName"] == "live" and stage["AutoDeploy"] is True
+    for function in ("WebSocketFunction", "FanoutFunction"):
+        variables = resources[function]["Properties"]["Environment"]["Variables"]
+        assert variables["GQL_API_WEBSOCKET_TABLE"] == {"Ref": "ConnectionsTable"}
+        assert variables["GQL_API_DYNAMODB_TABLE"] == {"Ref": "PostsTable"}
+        assert variables["GQL_API_AUTH"] == {"Ref": "AuthMode"}
+        endpoint = variables["GQL_API_WEBSOCKET_ENDPOINT"]["Fn::Sub"]
+        assert endpoint == url.replace("wss://", "https://", 1)
+
+
+def test_the_connections_table_is_the_adapters_and_expires_its_items() -> None:
+    table = template()["Resources"]["ConnectionsTable"]["Properties"]
+    expected = dynamodb_connections.table_definition("ignored")
+    assert table["KeySchema"] == expected["KeySchema"]
+    assert table["AttributeDefinitions"] == expected["AttributeDefinitions"]
+    assert table["BillingMode"] == expected["BillingMode"]
+    assert "GlobalSecondaryIndexes" not in table  # a connection's pointers, not an index
+    assert table["TimeToLiveSpecification"] == {
+        "AttributeName": dynamodb_connections.TTL_ATTRIBUTE,
+        "Enabled": True,
+    }
+
+
+def granted(function: str) -> dict[str, tuple[set[str], Any]]:
+    """Sid -> (actions, resource) of a function's policy."""
+    properties = template()["Resources"][function]["Properties"]
+    return {
+        s["Sid"]: (set(s["Action"]), s["Resource"]) for s in properties["Policies"][0]["Statement"]
+    }
+
+
+MANAGE = {
+    "Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
+    "${WebSocketApi}/live/*/@connections/*"
+}
+CONNECTIONS = {"Fn::GetAtt": ["ConnectionsTable", "Arn"]}
+POSTS = {"Fn::GetAtt": ["PostsTable", "Arn"]}
+
+
+def test_the_websocket_function_may_do_only_what_it_does() -> None:
+    statements = granted("WebSocketFunction")
+    assert statements["Connections"] == (
+        {
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:BatchWriteItem",
+            "dynamodb:Query",
+        },
+        CONNECTIONS,
+    )
+    assert statements["ManageConnections"] == ({"execute-api:ManageConnections"}, MANAGE)
+    # Queries and mutations over the socket: the HTTP function's rights on the posts table.
+    http = template()["Resources"]["ApiFunction"]["Properties"]["Policies"][0]["Statement"]
+    for sid in ("PostsItems", "PostsIndexes"):
+        same = next(s for s in http if s["Sid"] == sid)
+        assert statements[sid] == (set(same["Action"]), same["Resource"])
+    assert set(statements) == {"Connections", "ManageConnections", "PostsItems", "PostsIndexes"}
+    assert not any(a.startswith("s3:") for actions, _ in statements.values() for a in actions)
+
+
+def test_the_fan_out_reads_the_stream_and_may_do_only_what_it_does() -> None:
+    statements = granted("FanoutFunction")
+    assert statements == {
+        "PostsStream": (
+            {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"},
+            {"Fn::GetAtt": ["PostsTable", "StreamArn"]},
+        ),
+        "PostsStreams": ({"dynamodb:ListStreams"}, {"Fn::Sub": "${PostsTable.Arn}/stream/*"}),
+        "Profiles": ({"dynamodb:GetItem", "dynamodb:BatchGetItem"}, POSTS),
+        "Subscriptions": (
+            {
+                "dynamodb:GetItem",
+                "dynamodb:Query",
+                "dynamodb:DeleteItem",
+                "dynamodb:BatchWriteItem",
+            },
+            CONNECTIONS,
+        ),
+        "ManageConnections": ({"execute-api:ManageConnections"}, MANAGE),
+    }
+    mapping = template()["Resources"]["FanoutStream"]["Properties"]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["PostsTable", "StreamArn"]}
+    assert mapping["FunctionName"] == {"Ref": "FanoutFunction"}
+    (only_posts,) = mapping["FilterCriteria"]["Filters"]
+    assert json.loads(only_posts["Pattern"]) == {"dynamodb": {"Keys": {"sk": {"S": ["POST"]}}}}
+    # The stream the store provisions (NEW_AND_OLD_IMAGES: a deletion's author and tags).
+    stream = template()["Resources"]["PostsTable"]["Properties"]["StreamSpecification"]
+    assert stream["StreamViewType"] == "NEW_AND_OLD_IMAGES"

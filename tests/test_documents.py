@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from gql_api.domain.records import PostRecord, ProfileRecord
-from gql_api.stores import cosmos, dynamodb, dynamodb_table, firestore
+from gql_api.stores import cosmos_changes, dynamodb, dynamodb_table, firestore
 from gql_api.stores.documents import DocumentCodec
 
 CREATED = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
@@ -41,7 +41,11 @@ FULL = PostRecord(
     author_nickname="Bo",
     idempotency_digest="d" * 64,
 )
-CODECS = {"dynamodb": dynamodb_table.CODEC, "firestore": firestore.CODEC, "cosmos": cosmos.CODEC}
+CODECS = {
+    "dynamodb": dynamodb_table.CODEC,
+    "firestore": firestore.CODEC,
+    "cosmos": cosmos_changes.CODEC,
+}
 
 
 @pytest.mark.parametrize("codec", CODECS.values(), ids=CODECS.keys())
@@ -80,7 +84,7 @@ def test_dynamodb_items_keep_their_layout() -> None:
         "authorPk": {"S": "AUTHOR#bob"},
         "feedSk": {"S": f"{CREATED_US:016d}#p2"},
     }
-    assert dynamodb._record(item) == FULL
+    assert dynamodb_table.record_of(item) == FULL
     bare = dynamodb.DynamoDBStore("posts")._post_item(BARE)
     # Absent values are left out of the item, never stored as NULL.
     assert not {"updatedAt", "authorNickname", "idempotencyDigest"} & bare.keys()
@@ -102,8 +106,8 @@ def test_firestore_and_cosmos_documents_keep_their_layout() -> None:
         "idempotencyDigest": None,
     }
     assert firestore.CODEC.post(BARE) == {**common, "createdAt": CREATED, "updatedAt": None}
-    assert cosmos.CODEC.post(BARE) == {**common, "createdUs": CREATED_US, "updatedUs": None}
-    assert cosmos.CODEC.profile(ProfileRecord("bob", "Bo", UPDATED)) == {
+    assert cosmos_changes.CODEC.post(BARE) == {**common, "createdUs": CREATED_US, "updatedUs": None}
+    assert cosmos_changes.CODEC.profile(ProfileRecord("bob", "Bo", UPDATED)) == {
         "userId": "bob",
         "nickname": "Bo",
         "updatedUs": UPDATED_US,

@@ -14,7 +14,15 @@ RANKS["images"] = 4
 # Beside the path: usable by every layer, using only the domain and below themselves.
 BESIDE = {"auth", "settings", "errors", "logs", "caches"}
 # Entry points: they may use anything, and nothing of the package uses them.
-ENTRY = {"app", "lambda_handler", "azure_function", "__main__", "ops"}
+ENTRY = {
+    "app",
+    "lambda_handler",
+    "lambda_websocket",
+    "lambda_fanout",
+    "azure_function",
+    "__main__",
+    "ops",
+}
 # The one import up the path: the records are the vocabulary stores speak.
 ALLOWED_UP = {("stores", "gql_api.domain.records")}
 

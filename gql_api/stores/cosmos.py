@@ -2,9 +2,10 @@
 
 Containers ``posts`` and ``profiles``, partitioned on ``/id``: a read is a point read, a
 page one keyset query (never ``OFFSET``), an update or delete conditional on the ETag
-read. A 404 means "no such post" only for the item's own request: while the database or
-container is missing, every call is ``DatabaseUnavailable``. Layout, indexing policy,
-request charges and scale: README, "The Cosmos DB store".
+read, a delete a conditional patch into the post's tombstone (``cosmos_changes``: the
+live feed). A 404 means "no such post" only for the item's own request: while the
+database or container is missing, every call is ``DatabaseUnavailable``. Layout, indexing
+policy, request charges and scale: README, "The Cosmos DB store".
 """
 
 from __future__ import annotations
@@ -14,9 +15,14 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from gql_api.domain.records import PostChanges, PostRecord, ProfileRecord, apply_changes
+from gql_api.domain.records import (
+    PostChange,
+    PostChanges,
+    PostRecord,
+    ProfileRecord,
+    apply_changes,
+)
 from gql_api.stores.base import (
-    AlreadyExists,
     NoSuchPost,
     PageQuery,
     PostPage,
@@ -30,8 +36,19 @@ from gql_api.stores.base import (
     translated,
     with_etag,
 )
-from gql_api.stores.documents import DocumentCodec
-from gql_api.stores.keyset import from_micros, parse_position, position_of, to_micros
+from gql_api.stores.cosmos_changes import (
+    CODEC,
+    DELETED,
+    etag_of,
+    follow,
+    is_tombstone,
+    owner_missing,
+    post_record,
+    recreate,
+    tombstone,
+    written,
+)
+from gql_api.stores.keyset import parse_position, position_of
 
 if TYPE_CHECKING:
     from azure.cosmos.aio import ContainerProxy, CosmosClient, DatabaseProxy
@@ -53,7 +70,11 @@ INDEXING_POLICY: dict[str, Any] = {
     "indexingMode": "consistent",
     "automatic": True,
     "includedPaths": [{"path": "/*"}],
-    "excludedPaths": [{"path": "/content/?"}, {"path": '/"_etag"/?'}],
+    "excludedPaths": [
+        {"path": "/content/?"},
+        {"path": '/"_etag"/?'},
+        {"path": "/prior/*"},  # a version carried for the live feed: never queried
+    ],
     "compositeIndexes": COMPOSITE_INDEXES,
 }
 
@@ -129,42 +150,43 @@ class CosmosStore:
                     post_id, partition_key=post_id, response_hook=self._charged("get")
                 )
             except CosmosResourceNotFoundError as error:
-                if _owner_missing(error):
+                if owner_missing(error):
                     raise  # _calling: the database or the container is missing
                 return None
-        return _record(item)
+        return None if is_tombstone(item) else post_record(item)
 
     async def create(self, post: PostRecord) -> PostRecord:
         from azure.cosmos.exceptions import CosmosResourceExistsError
 
+        document = written(storable_post(post))
         async with self._calling() as database:
+            posts = database.get_container_client(POSTS)
             try:
-                item = await database.get_container_client(POSTS).create_item(
-                    CODEC.post(storable_post(post)), response_hook=self._charged("create")
-                )
-            except CosmosResourceExistsError:
-                raise AlreadyExists(post.id) from None
-        return _record(item)
+                item = await posts.create_item(document, response_hook=self._charged("create"))
+            except CosmosResourceExistsError:  # a post, or the tombstone of one
+                item = await recreate(posts, document, self._charged("create"))
+        return post_record(item)
 
     async def update(self, current: PostRecord, changes: PostChanges) -> PostRecord:
-        body = CODEC.post(apply_changes(current, changes))
-        async with self._conditional(current) as (posts, condition):
+        async with self._conditional(current) as (posts, condition, current):
+            body = written(apply_changes(current, changes), replaced=current)
             item = await posts.replace_item(
                 current.id, body, **condition, response_hook=self._charged("update")
             )
-        return _record(item)
+        return post_record(item)
 
     async def delete(self, current: PostRecord) -> None:
-        async with self._conditional(current) as (posts, condition):
-            await posts.delete_item(
+        async with self._conditional(current) as (posts, condition, current):
+            await posts.patch_item(
                 current.id,
-                partition_key=current.id,
+                current.id,
+                tombstone(),
                 **condition,
                 response_hook=self._charged("delete"),
             )
 
     async def list_posts(self, query: PageQuery) -> PostPage:
-        conditions = []
+        conditions = [f"NOT IS_DEFINED(c.{DELETED})"]  # tombstones are no posts
         parameters: list[dict[str, Any]] = []
         if query.tag is not None:
             conditions.append("ARRAY_CONTAINS(c.tags, @tag)")
@@ -176,9 +198,8 @@ class CosmosStore:
             micros, post_id = parse_position(query.after)
             conditions.append("(c.createdUs < @created OR (c.createdUs = @created AND c.id < @id))")
             parameters += [{"name": "@created", "value": micros}, {"name": "@id", "value": post_id}]
-        where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
         sql = (
-            f"SELECT TOP {int(query.first) + 1} * FROM c {where}"
+            f"SELECT TOP {int(query.first) + 1} * FROM c WHERE {' AND '.join(conditions)} "
             "ORDER BY c.createdUs DESC, c.id DESC"
         )
         async with self._calling() as database:
@@ -189,7 +210,7 @@ class CosmosStore:
                 response_hook=self._charged("page"),
             )
             items = [item async for item in pages]
-        return page_of([_record(item) for item in items], query.first, position_of)
+        return page_of([post_record(item) for item in items], query.first, position_of)
 
     async def get_profiles(self, user_ids: Sequence[str]) -> Mapping[str, ProfileRecord]:
         if not user_ids:
@@ -227,14 +248,16 @@ class CosmosStore:
                     container_id,
                     partition_key=PartitionKey(path=PARTITION_KEY),
                     indexing_policy=INDEXING_POLICY if container_id == POSTS else None,
+                    default_ttl=-1 if container_id == POSTS else None,
                 )
                 if container_id == POSTS:
                     properties = await container.read()
-                    if not _has_indexes(properties):
+                    if not _has_indexes(properties) or not _has_ttl(properties):
                         await database.replace_container(
                             container,
                             partition_key=PartitionKey(path=PARTITION_KEY),
                             indexing_policy=INDEXING_POLICY,
+                            default_ttl=-1,  # on, no expiry but a tombstone's own ttl
                         )
         return f"database {database_name}: containers {POSTS} and {PROFILES} ready"
 
@@ -276,6 +299,14 @@ class CosmosStore:
                             + ("present" if ok else f"missing; fix: {fix}"),
                         )
                     )
+                    ok = _has_ttl(properties)
+                    checks.append(
+                        (
+                            ok,
+                            f"container {POSTS}: time to live "
+                            + ("on (defaultTtl -1)" if ok else f"off; fix: {fix}"),
+                        )
+                    )
         return checks
 
     # --- internals ---------------------------------------------------------------------
@@ -288,11 +319,16 @@ class CosmosStore:
 
         return hook
 
+    async def changes(self) -> AsyncIterator[PostChange]:
+        """Every process's writes of posts from now: the change feed (``cosmos_changes``)."""
+        return await follow(self)
+
     @asynccontextmanager
     async def _conditional(
         self, current: PostRecord
-    ) -> AsyncIterator[tuple[ContainerProxy, dict[str, Any]]]:
-        """A write on the item as read (its ETag); else NoSuchPost or VersionConflict."""
+    ) -> AsyncIterator[tuple[ContainerProxy, dict[str, Any], PostRecord]]:
+        """A write on the item as read (its ETag), with the record as read; else
+        NoSuchPost or VersionConflict."""
         from azure.core import MatchConditions
         from azure.cosmos.exceptions import (
             CosmosAccessConditionFailedError,
@@ -301,12 +337,16 @@ class CosmosStore:
 
         stored_post_id(current.id)
         current = await with_etag(current, self.get)
-        condition = {"etag": current.etag, "match_condition": MatchConditions.IfNotModified}
+        assert current.etag is not None
+        condition = {
+            "etag": etag_of(current.etag),
+            "match_condition": MatchConditions.IfNotModified,
+        }
         async with self._calling() as database:
             try:
-                yield database.get_container_client(POSTS), condition
+                yield database.get_container_client(POSTS), condition, current
             except CosmosResourceNotFoundError as error:
-                if _owner_missing(error):
+                if owner_missing(error):
                     raise  # _calling: the database or the container is missing
                 raise NoSuchPost(current.id) from None
             except CosmosAccessConditionFailedError:
@@ -349,37 +389,11 @@ class CosmosStore:
         return None
 
 
-def _owner_missing(error: Any) -> bool:
-    """Whether a 404 says that the database or the container is missing, not the item.
-
-    Cosmos DB answers a request on an item of a missing container or database with 404
-    and sub-status 1003 (``SubStatusCodes.OWNER_RESOURCE_NOT_FOUND``). A 404 to a request
-    that was not for an item (``/dbs/{db}/colls/{coll}/docs/{id}``) is the SDK's own
-    read of the container's properties finding no container (or no database).
-    """
-    from urllib.parse import urlsplit
-
-    from azure.cosmos.http_constants import SubStatusCodes
-
-    if getattr(error, "sub_status", None) == SubStatusCodes.OWNER_RESOURCE_NOT_FOUND:
-        return True
-    response = getattr(error, "response", None)
-    request = getattr(response, "request", None)
-    if request is None:
-        return False
-    segments = [segment for segment in urlsplit(request.url).path.split("/") if segment]
-    return not (len(segments) >= 6 and segments[-2] == "docs")
-
-
 def _has_indexes(properties: Mapping[str, Any]) -> bool:
     present = properties.get("indexingPolicy", {}).get("compositeIndexes", [])
     return all(index in present for index in COMPOSITE_INDEXES)
 
 
-# Times as integer microseconds (createdUs, updatedUs: exact, and ordered as numbers),
-# absent values as nulls; the ETag is Cosmos DB's own _etag.
-CODEC = DocumentCodec("createdUs", "updatedUs", write_time=to_micros, read_time=from_micros)
-
-
-def _record(item: Mapping[str, Any]) -> PostRecord:
-    return CODEC.post_record(item, etag=item.get("_etag"))
+def _has_ttl(properties: Mapping[str, Any]) -> bool:
+    """Time to live on, with no expiry of its own: tombstones expire by their ``ttl``."""
+    return properties.get("defaultTtl") == -1

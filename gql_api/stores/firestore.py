@@ -1,8 +1,9 @@
 """Firestore store: one document per post, read and written with the async client.
 
 A page is one query on a composite index (``INDEXES``, also ``firestore.indexes.json``);
-update and delete are conditional on the update time read. Layout, indexes, retries and
-scale: README, "The Firestore store".
+update and delete are conditional on the update time read; a delete leaves a tombstone for
+the change feed (``firestore_changes``). Layout, indexes, retries and scale: README, "The
+Firestore store".
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from gql_api.domain.records import PostChanges, PostRecord, ProfileRecord, apply_changes
+from gql_api.domain.records import PostChange, PostChanges, PostRecord, ProfileRecord, apply_changes
+from gql_api.stores import firestore_changes
 from gql_api.stores.base import (
     AlreadyExists,
     DatabaseUnavailable,
@@ -83,12 +85,22 @@ class FirestoreStore:
         database: str | None = None,
         prefix: str = "",
         timeout: float = 5.0,
+        change_window: float = firestore_changes.WINDOW,
     ) -> None:
         self.project = project
         self.database = database
         self.prefix = prefix
         self.timeout = timeout
         self._client: AsyncClient | None = None
+        self._listening = firestore_changes.Listening(
+            project,
+            database,
+            prefix,
+            timeout=timeout,
+            window=change_window,
+            decode=_record,
+            outage=_outage,
+        )
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -112,6 +124,7 @@ class FirestoreStore:
         )
 
     async def close(self) -> None:
+        await self._listening.close()  # its feeds end, its sync client is closed
         client, self._client = self._client, None
         # AsyncClient.close() closes only its HTTP session; the gRPC channel is the
         # transport's, and closing it is a coroutine.
@@ -140,7 +153,7 @@ class FirestoreStore:
                 result = (
                     await self._posts(client)
                     .document(storable_post(post).id)
-                    .create(CODEC.post(post), **self._options())
+                    .create(CODEC.post(post) | firestore_changes.written(), **self._options())
                 )
             except exceptions.AlreadyExists:
                 raise AlreadyExists(post.id) from None
@@ -148,7 +161,7 @@ class FirestoreStore:
 
     async def update(self, current: PostRecord, changes: PostChanges) -> PostRecord:
         updated = apply_changes(current, changes)
-        fields = CODEC.changed(updated)
+        fields = CODEC.changed(updated) | firestore_changes.written()
         async with self._conditional(current) as (client, option):
             result = (
                 await self._posts(client)
@@ -159,7 +172,17 @@ class FirestoreStore:
 
     async def delete(self, current: PostRecord) -> None:
         async with self._conditional(current) as (client, option):
-            await self._posts(client).document(current.id).delete(option=option, **self._options())
+            # One commit: no delete without its tombstone, the post as last stored.
+            batch = client.batch()
+            batch.delete(self._posts(client).document(current.id), option=option)
+            tombstones = client.collection(self.prefix + firestore_changes.DELETIONS)
+            batch.set(tombstones.document(), firestore_changes.tombstone(CODEC.post(current)))
+            await batch.commit(**self._options())
+
+    async def changes(self) -> AsyncIterator[PostChange]:
+        """Listeners on what is written from now on (``firestore_changes``)."""
+        opened(self._client)
+        return await self._listening.follow()
 
     async def list_posts(self, query: PageQuery) -> PostPage:
         from google.cloud.firestore import FieldFilter, Query
@@ -214,10 +237,8 @@ class FirestoreStore:
 
         async with self._calling() as client:
             admin = FirestoreAdminAsyncClient(credentials=client._credentials)
-            parent = (
-                f"projects/{client.project}/databases/{client._database}"
-                f"/collectionGroups/{self.prefix}posts"
-            )
+            database = f"projects/{client.project}/databases/{client._database}"
+            parent = f"{database}/collectionGroups/{self.prefix}posts"
             created = []
             for name, fields in INDEXES:
                 index = Index(
@@ -234,8 +255,9 @@ class FirestoreStore:
                     created.append(name)
                 except exceptions.AlreadyExists:
                     pass
+            ttl = await firestore_changes.provision_ttl(admin, database, self.prefix)
         state = f"created {', '.join(created)} (building)" if created else "all there"
-        return f"composite indexes on {self.prefix}posts: {state}"
+        return f"composite indexes on {self.prefix}posts: {state}; {ttl}"
 
     async def inspect(self) -> list[tuple[bool, str]]:
         """Run each page query shape once: a missing index fails with FAILED_PRECONDITION."""
@@ -258,7 +280,19 @@ class FirestoreStore:
                 fix = "run `gql-api provision` or deploy firestore.indexes.json"
                 reason = "missing" if missing else f"query failed: {error}"
                 checks.append((False, f"index {name} ({described}): {reason}; fix: {fix}"))
+        if not os.environ.get("FIRESTORE_EMULATOR_HOST"):  # the emulator has no TTL policies
+            checks.append(await self._inspect_ttl())
         return checks
+
+    async def _inspect_ttl(self) -> tuple[bool, str]:
+        from google.cloud.firestore_admin_v1.services.firestore_admin import (
+            FirestoreAdminAsyncClient,
+        )
+
+        async with self._calling() as client:
+            admin = FirestoreAdminAsyncClient(credentials=client._credentials)
+            database = f"projects/{client.project}/databases/{client._database}"
+            return await firestore_changes.inspect_ttl(admin, database, self.prefix)
 
     # --- internals ---------------------------------------------------------------------
 

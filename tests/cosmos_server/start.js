@@ -1,6 +1,8 @@
 // The local Cosmos DB server of the store tests: @vercel/cosmosdb-server over HTTP on
-// 127.0.0.1, with its connections kept alive, and two differences from Cosmos DB mended:
+// 127.0.0.1, with its connections kept alive, and three differences from Cosmos DB mended:
 // - reading a missing item crashes its handler (HTTP 500) where Cosmos DB answers 404;
+// - the change feed is not served: change-feed.js serves it (LatestVersion mode; see there
+//   what was verified against which SDK calls);
 // - a request on a resource whose owner is missing (an item, a query or a partition key
 //   range of a container that does not exist or whose database does not; a container of a
 //   database that does not exist) gets a bare 404, where Cosmos DB answers 404 with the
@@ -11,6 +13,10 @@
 
 const handlers = "@vercel/cosmosdb-server/lib/handler/";
 const OWNER_RESOURCE_NOT_FOUND = "1003";
+
+// Before the owner checks below wrap read-documents: a change feed read of a missing
+// container is answered 404/1003 like any other read.
+require("./change-feed");
 
 const readDocument = require(`${handlers}read-document`);
 const readDocumentAsShipped = readDocument.default;

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gql_api.domain.live_feed import EventFilter, LiveFeed, SubscriberTooSlow
+from gql_api.domain.live_feed import EventFilter, LiveChange, LiveFeed, SubscriberTooSlow
 from gql_api.domain.records import ChangeKind, PostChange
 from gql_api.stores.base import DatabaseUnavailable
 from gql_api.stores.memory import MemoryStore
@@ -28,7 +28,8 @@ async def open_feed(queue_size: int = 10) -> tuple[MemoryStore, LiveFeed]:
 
 async def next_of(subscriber: object) -> PostChange:
     async with asyncio.timeout(2):
-        return (await subscriber.next()).change  # type: ignore[attr-defined]
+        live: LiveChange = await subscriber.next()  # type: ignore[attr-defined]
+        return live.change
 
 
 @pytest.mark.parametrize(
