@@ -5,8 +5,8 @@ A connection signs in once, in ``connection_init`` (``{"Authorization": "Bearer 
 also under ``headers``), validated as the HTTP header is; without it, it is anonymous.
 Every operation then gets the same limits as over HTTP. The close codes are the
 protocol's; beyond it, a subscriber whose queue filled is closed with 1013 (try again
-later), a connection idle for too long with 1000, and all of them with 1001 when the
-server stops.
+later), a connection idle for too long with 1000; when the server stops, uvicorn closes
+every connection with 1012 (service restart), and any left with 1001.
 """
 
 from __future__ import annotations
