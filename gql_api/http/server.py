@@ -123,6 +123,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "http": protocol_for(settings),
         "loop": "uvloop" if fast_stack() else "asyncio",
         "timeout_keep_alive": settings.keepalive_timeout,
-        # The live connections (WebSocket, SSE) have their own limit, beside the requests'.
-        "limit_concurrency": settings.max_connections + settings.max_subscription_connections,
+        # Every connection, live ones (WebSocket, SSE) included: those have their own
+        # limit within it (GQL_API_MAX_SUBSCRIPTION_CONNECTIONS).
+        "limit_concurrency": settings.max_connections,
     }
