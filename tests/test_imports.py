@@ -34,7 +34,7 @@ print(json.dumps(sorted(names | {m for m in sys.modules if m.startswith("gql_api
     [
         ("sqlite", None, {"sqlite", "sqlite_schema", "sqlite_changes"}),
         ("dynamodb", "aws", {"dynamodb", "dynamodb_table"}),
-        ("firestore", "gcp", {"firestore"}),
+        ("firestore", "gcp", {"firestore", "firestore_changes"}),
     ],
 )
 def test_opening_the_store_loads_only_the_chosen_stores_sdk(
