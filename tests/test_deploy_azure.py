@@ -99,6 +99,8 @@ def test_the_containers_are_what_provision_creates() -> None:
     for container in made.values():
         assert container["partitionKey"]["paths"] == [PARTITION_KEY]
     assert made[POSTS]["indexingPolicy"] == INDEXING_POLICY
+    assert made[POSTS]["defaultTtl"] == -1  # on, so the live feed's delete tombstones expire
+    assert "defaultTtl" not in made[PROFILES]
     assert "indexingPolicy" not in made[PROFILES]  # the default, as provision leaves it
     (account,) = resources("Microsoft.DocumentDB/databaseAccounts")
     assert account["properties"]["disableLocalAuth"] is True
