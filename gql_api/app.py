@@ -294,7 +294,11 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"]),
     ]
     if live is not None:
-        websocket = GraphQLWebSocket(live, max_message_bytes=settings.max_body_bytes)
+        websocket = GraphQLWebSocket(
+            live,
+            max_message_bytes=settings.max_body_bytes,
+            max_unread_bytes=settings.subscription_max_unread_bytes,
+        )
         routes.append(WebSocketRoute("/graphql", websocket))
     if graphiql:
         static = StaticFiles(directory=GRAPHIQL_STATIC)

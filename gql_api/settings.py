@@ -143,6 +143,7 @@ class Settings(BaseSettings):
     subscription_keepalive: Annotated[float, Field(ge=1, le=600)] = 15.0
     subscription_idle_timeout: Annotated[float, Field(ge=1, le=86_400)] = 300.0
     subscription_init_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    subscription_max_unread_bytes: Annotated[int, Field(ge=65_536, le=1 << 30)] = 4 << 20
     # Subscriptions on AWS Lambda (an API Gateway WebSocket API: gql_api/lambda_websocket.py):
     # the connections table, and the API's Management API (https://<api>.execute-api.
     # <region>.amazonaws.com/<stage>; the route handlers fall back on the event's own).

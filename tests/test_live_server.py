@@ -1,12 +1,16 @@
 """Subscriptions on a real `gql-api serve`, driven by the `websockets` library's client: a
-tampered token is refused, a WebSocket outlives the head timeout, and SIGTERM closes every
-connection cleanly."""
+tampered token is refused, a WebSocket outlives the head timeout, SIGTERM closes every
+connection cleanly, and a client that reads nothing is closed while one that reads (the
+graphql-ws npm client) gets far more than the unread bound."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +23,14 @@ from gql_api.auth.dev import mint_dev_token
 from gql_api.settings import Settings
 from tests import servers
 from tests.helpers import DEV_SECRET, NO_RATE_LIMITS, cli_env
+from tests.test_live_instances import EVENTS as TAGGED_EVENTS
+from tests.test_live_instances import Subscriber
 
 EVENTS = "subscription { postEvents { kind postId post { content } } }"
 PROTOCOL = websockets.Subprotocol("graphql-transport-ws")
+UNREAD_BOUND = 65_536  # bytes a client may be sent without showing it read them
+BIG_POSTS = 30  # of 9,000 characters each: four times the bound
+CREATE = "mutation($c: String!, $t: [String!]) { createPost(input: {content: $c, tags: $t}) {id} }"
 
 
 @pytest.fixture
@@ -32,6 +41,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Any]]:
         GQL_API_SUBSCRIPTION_QUEUE="50",
         GQL_API_SUBSCRIPTION_KEEPALIVE="1",
         GQL_API_HEAD_TIMEOUT="1",
+        GQL_API_SUBSCRIPTION_MAX_UNREAD_BYTES=str(UNREAD_BOUND),
         **NO_RATE_LIMITS,
     )
     with servers.gql_api_server(env) as (url, process):
@@ -108,6 +118,64 @@ async def test_sigterm_closes_every_connection_cleanly(server: tuple[str, Any]) 
         # close a client reconnects after, never a dropped connection (1006).
         assert ws.close_code in (1001, 1012), ws.close_code
     await asyncio.to_thread(process.wait, 15)  # and the process ends (test_shutdown: how)
+
+
+async def read_until_closed(ws: websockets.ClientConnection) -> tuple[int, int | None]:
+    """Everything the server sent, to its close frame: the events and the close code."""
+    events = 0
+    async with asyncio.timeout(20):  # pings would keep a connection left open reading on
+        with contextlib.suppress(websockets.ConnectionClosed):
+            while True:
+                message = json.loads(await ws.recv())
+                events += message["type"] == "next"
+    return events, ws.close_code
+
+
+async def create_big_posts(url: str, tmp_path: Path, pause: float = 0.0) -> None:
+    headers = {"Authorization": f"Bearer {token(tmp_path)}"}
+    async with httpx.AsyncClient(timeout=10, headers=headers) as http:
+        for number in range(BIG_POSTS):
+            variables = {"c": f"{number} " + "x" * 9000, "t": ["Live"]}
+            body = {"query": CREATE, "variables": variables}
+            answer = await http.post(f"{url}/graphql", json=body)
+            assert "errors" not in answer.json(), answer.json()
+            await asyncio.sleep(pause)
+
+
+async def test_a_client_that_reads_nothing_is_closed_once_over_the_unread_bound(
+    server: tuple[str, Any], tmp_path: Path
+) -> None:
+    url, _ = server
+    # A small receive buffer and a one-message queue: the client takes almost nothing
+    # off the socket, and never answers the server's pings.
+    raw = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    ws = await subscribe(url, sock=raw, max_queue=1)
+    await asyncio.sleep(0.5)  # the subscription is in place before the writes
+    # Over 3 s: more than the grace (GQL_API_SUBSCRIPTION_KEEPALIVE) a ping has for its pong.
+    await create_big_posts(url, tmp_path, pause=0.1)
+    events, code = await read_until_closed(ws)
+    assert code == 1013
+    assert 0 < events < BIG_POSTS  # it got what fit in the bound, then was closed
+    reader = await subscribe(url)  # and the server serves others as before
+    await create_big_posts(url, tmp_path)
+    assert (await next_event(reader))["kind"] == "CREATED"
+    await reader.close()
+
+
+def test_a_client_that_answers_pings_gets_more_than_the_unread_bound(
+    server: tuple[str, Any], tmp_path: Path
+) -> None:
+    url, _ = server
+    subscriber = Subscriber("ws", url, None, BIG_POSTS)
+    try:
+        time.sleep(1)  # graphql-ws connects and subscribes
+        asyncio.run(create_big_posts(url, tmp_path, pause=0.1))  # 3 s: past the grace
+        contents = [subscriber.next_event(timeout=10)["post"]["content"] for _ in range(BIG_POSTS)]
+    finally:
+        subscriber.stop()
+    assert [int(content.split()[0]) for content in contents] == list(range(BIG_POSTS))
+    assert TAGGED_EVENTS.startswith('subscription { postEvents(tag: "Live")')
 
 
 def _unb64(part: str) -> bytes:

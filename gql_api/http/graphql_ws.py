@@ -4,9 +4,15 @@ graphql-ws library's; Apollo Client's GraphQLWsLink and urql speak it).
 A connection signs in once, in ``connection_init`` (``{"Authorization": "Bearer ..."}``,
 also under ``headers``), validated as the HTTP header is; without it, it is anonymous.
 Every operation then gets the same limits as over HTTP. The close codes are the
-protocol's; beyond it, a subscriber whose queue filled is closed with 1013 (try again
-later), a connection idle for too long with 1000; when the server stops, uvicorn closes
-every connection with 1012 (service restart), and any left with 1001.
+protocol's; beyond it, a subscriber whose queue filled, or that has not shown it read
+what it was sent, is closed with 1013 (try again later), a connection idle for too long
+with 1000; when the server stops, uvicorn closes every connection with 1012 (service
+restart), and any left with 1001.
+
+A client shows what it read by answering the server's pings: each ping carries a nonce
+(graphql-ws echoes it in its pong), and a pong proves every byte sent before its ping
+read. The kernel would otherwise take megabytes for a client that reads nothing before
+a send ever blocks.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,6 +48,49 @@ NORMAL, GOING_AWAY, TRY_AGAIN_LATER = 1000, 1001, 1013
 MAX_MESSAGE_BYTES = 1024 * 1024  # what one message may hold (GQL_API_MAX_BODY_BYTES's kin)
 
 
+class ReadReceipts:
+    """The bytes sent to a client and how many of them it has shown it read. It is
+    stalled when over the bound unread and its oldest unanswered ping is older than the
+    grace: a burst sent faster than a pong can come back is no stall."""
+
+    def __init__(self, max_unread: int, grace: float) -> None:
+        self.max_unread, self.grace = max_unread, grace
+        self.sent = 0
+        self.read = 0
+        # Unanswered pings: (nonce, bytes sent before it, when).
+        self._pings: deque[tuple[str, int, float]] = deque()
+
+    @property
+    def unread(self) -> int:
+        return self.sent - self.read
+
+    def stalled(self) -> bool:
+        if self.unread <= self.max_unread or not self._pings:
+            return False
+        return asyncio.get_running_loop().time() - self._pings[0][2] > self.grace
+
+    def wants_ping(self) -> bool:
+        """A ping is due when a quarter of the bound went out since the last one: a
+        reading client's pong then comes back long before the bound is reached."""
+        last = self._pings[-1][1] if self._pings else self.read
+        return self.sent - last > self.max_unread // 4
+
+    def ping(self) -> dict[str, Any]:
+        nonce = secrets.token_urlsafe(9)
+        if len(self._pings) < 64:  # a client that answers none is judged by the oldest
+            self._pings.append((nonce, self.sent, asyncio.get_running_loop().time()))
+        return {"type": "ping", "payload": {"nonce": nonce}}
+
+    def pong(self, payload: Any) -> None:
+        """A pong answers the ping whose nonce it echoes, or, without one, the oldest."""
+        nonce = payload.get("nonce") if isinstance(payload, dict) else None
+        while self._pings:
+            sent_nonce, mark, _ = self._pings.popleft()
+            self.read = max(self.read, mark)
+            if nonce is None or sent_nonce == nonce:
+                return
+
+
 class _Closed(Exception):
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
@@ -49,9 +100,12 @@ class _Closed(Exception):
 class GraphQLWebSocket:
     """One ASGI app for every WebSocket connection to ``/graphql``."""
 
-    def __init__(self, operations: LiveOperations, *, max_message_bytes: int) -> None:
+    def __init__(
+        self, operations: LiveOperations, *, max_message_bytes: int, max_unread_bytes: int
+    ) -> None:
         self.operations = operations
         self.max_message_bytes = max_message_bytes
+        self.max_unread_bytes = max_unread_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         websocket = WebSocket(scope, receive, send)
@@ -82,6 +136,7 @@ class _Connection:
         self.request_id = uuid.uuid4().hex
         self.running: dict[str, asyncio.Task[None]] = {}
         self._sending = asyncio.Lock()
+        self.receipts = ReadReceipts(app.max_unread_bytes, self.limits.keepalive)
         self._closing: _Closed | None = None
         self._done = asyncio.Event()
         self._closed = asyncio.Event()  # set once the server closed it: stop receiving
@@ -161,7 +216,7 @@ class _Connection:
         elif kind == "ping":
             await self._send({"type": "pong", **_payload_of(message)})
         elif kind == "pong":
-            pass
+            self.receipts.pong(message.get("payload"))
         elif kind == "subscribe":
             await self._subscribe(message)
         elif kind == "complete":
@@ -223,19 +278,21 @@ class _Connection:
                 return
             await self._send({"id": operation_id, "type": "error", "payload": errors})
             return
-        if isinstance(started, bytes):
-            await self._next(operation_id, started)
-        else:
-            await self._stream(operation_id, started)
+        try:
+            if isinstance(started, bytes):
+                await self._next(operation_id, started)
+            else:
+                await self._stream(operation_id, started)
+        except SubscriberTooSlow:
+            log.info("websocket %s: subscriber too slow, closed", request_id)
+            await self._close(TRY_AGAIN_LATER, "subscriber too slow: events were dropped")
+            return
         await self._send({"id": operation_id, "type": "complete"})
 
     async def _stream(self, operation_id: str, stream: EventStream) -> None:
         try:
             async for response in stream:
                 await self._next(operation_id, response)
-        except SubscriberTooSlow:
-            log.info("websocket %s: subscriber too slow, closed", stream.request_id)
-            await self._close(TRY_AGAIN_LATER, "subscriber too slow: events were dropped")
         finally:
             await stream.aclose()
 
@@ -248,6 +305,11 @@ class _Connection:
                     await self.websocket.send_text(frame.decode())
         except TimeoutError:
             raise SubscriberTooSlow from None
+        self.receipts.sent += len(frame)
+        if self.receipts.stalled():
+            raise SubscriberTooSlow
+        if self.receipts.wants_ping():
+            await self._send(self.receipts.ping())
 
     async def _error(self, operation_id: str, message: str, code: str) -> None:
         errors = [{"message": message, "extensions": {"code": code}}]
@@ -256,14 +318,20 @@ class _Connection:
     async def _send(self, message: dict[str, Any]) -> None:
         if self.websocket.application_state is not WebSocketState.CONNECTED:
             return
+        text = orjson.dumps(message).decode()
         async with self._sending:
             with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-                await self.websocket.send_text(orjson.dumps(message).decode())
+                await self.websocket.send_text(text)
+        self.receipts.sent += len(text)
 
     async def _ping(self) -> None:
         while True:
             await asyncio.sleep(self.limits.keepalive)
-            await self._send({"type": "ping"})
+            if self.receipts.stalled():  # nothing is being sent, and it still has not read
+                log.info("websocket %s: client stalled, closed", self.request_id)
+                await self._close(TRY_AGAIN_LATER, "subscriber too slow: events were dropped")
+                return
+            await self._send(self.receipts.ping())
 
     async def _close(self, code: int, reason: str) -> None:
         if self.websocket.application_state is WebSocketState.CONNECTED:

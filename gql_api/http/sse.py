@@ -6,7 +6,7 @@ for queries and subscriptions) is answered by a stream of ``next`` events, then
 It signs in with the ``Authorization`` header and is checked as any request is; a
 refusal before the stream starts is the usual JSON error. A comment every keep-alive
 interval holds the connection open through proxies; a subscriber whose queue filled,
-or that reads nothing for that long, has its stream ended.
+or whose send blocks that long (it reads nothing), has its stream ended.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from gql_api.auth.identity import Identity
 from gql_api.domain.live_feed import SubscriberTooSlow
@@ -37,17 +37,34 @@ def _event(response: bytes) -> bytes:
     return b"event: next\ndata: " + response + b"\n\n"
 
 
+class _Stalled(Exception):
+    """A send to the client blocked for longer than the keep-alive interval."""
+
+
 class _HeldStream(StreamingResponse):
     """A stream that gives its connection's place back however it ends (cancelled before
-    its first byte included)."""
+    its first byte included), and ends when a send blocks past ``send_timeout``."""
 
-    def __init__(self, content: AsyncIterator[bytes], release: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, content: AsyncIterator[bytes], release: Any, send_timeout: float, **kwargs: Any
+    ) -> None:
         super().__init__(content, **kwargs)
         self._release = release
+        self._send_timeout = send_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def timed_send(message: Message) -> None:
+            try:
+                async with asyncio.timeout(self._send_timeout):
+                    await send(message)
+            except TimeoutError:
+                raise _Stalled from None
+
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, timed_send)
+        except* _Stalled:
+            # The response is left unfinished: the server closes the connection.
+            log.info("sse: client stalled (a send blocked %ss), stream ended", self._send_timeout)
         finally:
             self._release()
 
@@ -90,6 +107,7 @@ class GraphQLOverSSE:
         return _HeldStream(
             body,
             lambda: connections.release(slot),
+            self.operations.limits.keepalive,
             media_type=f"{EVENT_STREAM}; charset=utf-8",
             headers={
                 "X-Request-Id": request_id,

@@ -15,6 +15,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from gql_api.app import create_app
 from gql_api.auth.dev import mint_dev_token
+from gql_api.http.graphql_ws import ReadReceipts
 from gql_api.stores.memory import MemoryStore
 from tests.helpers import DEV_SECRET
 from tests.http_layer.conftest import make_settings
@@ -233,3 +234,29 @@ def test_an_operation_that_cannot_start_gets_an_error_message(
         assert refused["payload"][0]["extensions"]["code"] == code
         ws.send_json({"type": "ping"})  # the connection carries on
         assert ws.receive_json() == {"type": "pong"}
+
+
+async def test_a_pong_shows_read_what_was_sent_before_its_ping() -> None:
+    receipts = ReadReceipts(max_unread=100, grace=0.0)
+    receipts.sent = 50
+    first = receipts.ping()["payload"]["nonce"]
+    receipts.sent = 120
+    second = receipts.ping()["payload"]["nonce"]
+    receipts.sent = 300
+    assert receipts.unread == 300 and receipts.stalled()  # nothing answered, past the grace
+    receipts.pong({"nonce": "forged"})  # not one of its pings: proves nothing past them all
+    assert receipts.read == 120
+    receipts.sent = 400
+    third = receipts.ping()["payload"]["nonce"]
+    assert len({first, second, third}) == 3
+    receipts.pong(None)  # a client that echoes nothing answers its oldest ping
+    assert receipts.read == 400 and not receipts.stalled()
+
+
+async def test_a_burst_within_the_grace_is_no_stall() -> None:
+    receipts = ReadReceipts(max_unread=100, grace=60.0)
+    receipts.ping()
+    receipts.sent = 10_000
+    assert not receipts.stalled()  # its pong has not had the time to come back
+    receipts.pong({"nonce": "x"})
+    assert receipts.read == 0  # the mark of a ping sent before anything
