@@ -174,6 +174,9 @@ class Executor:
             context.response_budget = budget
         per_event = built.build_per_event_executor(payload)
         per_event.context_value = context
+        # graphql-core's copy shares the subfield cache, keyed by the identity of field
+        # lists each event collects anew: shared, it would grow by every event for good.
+        per_event._relevant_sub_fields = {}
         outcome = per_event.execute_operation(False)
         result = cast(ExecutionResult, await outcome if _is_awaitable(outcome) else outcome)
         return self._body(result, budget, context, request_id)

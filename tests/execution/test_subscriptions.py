@@ -138,3 +138,26 @@ async def test_without_a_live_feed_subscriptions_are_unavailable() -> None:
     with pytest.raises(RequestError) as refused:
         await subscribe(PostService(store, timeout=2))
     assert refused.value.errors[0]["extensions"]["code"] == "SUBSCRIPTIONS_UNAVAILABLE"
+
+
+async def test_a_long_stream_keeps_no_more_objects_for_each_event(service: PostService) -> None:
+    """graphql-core's per-event executor shares its subfield cache, keyed by field lists
+    each event collects anew: without a cache of its own per event it grew for good."""
+    import gc
+
+    stream = await subscribe(service)
+
+    async def events(count: int) -> None:
+        for number in range(count):
+            await service.create_post(ALICE, NewPost(content=f"post {number}", tags=["news"]))
+            await next_response(stream)
+
+    await events(50)  # warm: caches and loaders settle
+    gc.collect()
+    before = len(gc.get_objects())
+    await events(300)
+    gc.collect()
+    grown = len(gc.get_objects()) - before
+    await stream.aclose()
+    # The store keeps each post (a few objects); the stream keeps nothing of an event.
+    assert grown < 300 * 8, grown  # 2 per post with the fix; 38 per event without
