@@ -188,3 +188,41 @@ def _b64(raw: bytes) -> str:
     import base64
 
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+async def test_an_sse_client_that_reads_nothing_gives_its_place_back(tmp_path: Path) -> None:
+    env = cli_env(
+        GQL_API_DEV_SECRET=DEV_SECRET,
+        GQL_API_SQLITE_PATH=str(tmp_path / "gql-api.db"),
+        GQL_API_SUBSCRIPTION_KEEPALIVE="1",
+        GQL_API_MAX_SUBSCRIPTION_CONNECTIONS="1",
+        **NO_RATE_LIMITS,
+    )
+    with servers.gql_api_server(env) as (url, _):
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        raw.connect(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+        body = json.dumps({"query": EVENTS}).encode()
+        head = (
+            "POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        raw.sendall(head.encode() + body)
+        assert raw.recv(12) == b"HTTP/1.1 200"  # its stream is open; it reads no more
+        async with httpx.AsyncClient(timeout=10) as http:
+            sse = {"accept": "text/event-stream"}
+            full = await http.post(f"{url}/graphql", json={"query": EVENTS}, headers=sse)
+            assert full.status_code == 503  # the one place is the stalled client's
+            # Until the kernel's buffers fill, its sends go through; then one blocks.
+            posts = 0
+            while posts < 1500:
+                await create_big_posts(url, tmp_path)
+                posts += BIG_POSTS
+                await asyncio.sleep(1.5)  # past GQL_API_SUBSCRIPTION_KEEPALIVE: a send blocked
+                async with http.stream(
+                    "POST", f"{url}/graphql", json={"query": EVENTS}, headers=sse
+                ) as again:
+                    if again.status_code == 200:
+                        break
+            assert again.status_code == 200, posts
+        raw.close()
