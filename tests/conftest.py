@@ -37,6 +37,7 @@ SLOW_MODULES = {
     "test_log_hygiene",
     "test_live_server",
     "test_live_instances",
+    "test_live_fuzz",
 }
 
 

@@ -22,7 +22,7 @@ from graphql.execution.executor import Executor as GraphQLExecutor
 from gql_api.execution.executor import Executor, Prepared, RequestError, field_error, shape_error
 
 
-def encoded(body: dict[str, Any]) -> bytes:
+def encoded(body: Any) -> bytes:
     try:
         return orjson.dumps(body)
     except TypeError:  # a lone surrogate echoed from the request: escape it

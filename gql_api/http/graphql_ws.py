@@ -27,13 +27,12 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from gql_api.auth.identity import Identity
 from gql_api.domain.live_feed import SubscriberTooSlow
-from gql_api.execution.subscriptions import EventStream
+from gql_api.execution.subscriptions import EventStream, encoded
 from gql_api.http.live import LiveOperations, TooManyConnections, first_of, refusal
 from gql_api.http.params import HttpError
 from gql_api.http.rate_limits import client_address
@@ -46,6 +45,7 @@ BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, NOT_ACCEPTABLE = 4400, 4401, 4403, 4406
 INIT_TIMEOUT, DUPLICATE_ID, TOO_MANY_INITS, INTERNAL = 4408, 4409, 4429, 4500
 NORMAL, GOING_AWAY, TRY_AGAIN_LATER = 1000, 1001, 1013
 MAX_MESSAGE_BYTES = 1024 * 1024  # what one message may hold (GQL_API_MAX_BODY_BYTES's kin)
+MAX_REASON_BYTES = 123  # a close frame's reason, by the WebSocket standard
 
 
 class ReadReceipts:
@@ -216,9 +216,9 @@ class _Connection:
         elif kind == "ping":
             await self._send({"type": "pong", **_payload_of(message)})
         elif kind == "pong":
-            self.receipts.pong(message.get("payload"))
+            self.receipts.pong(_payload_of(message).get("payload"))
         elif kind == "subscribe":
-            await self._subscribe(message)
+            await self._subscribe(_checked_subscribe(message))
         elif kind == "complete":
             task = self.running.pop(_id_of(message), None)
             if task is not None:
@@ -236,7 +236,7 @@ class _Connection:
             self.viewer = await self.app.operations.endpoint.verify_authorization(
                 header, self.request_id
             )
-        except HttpError:
+        except (HttpError, UnicodeError):  # UnicodeError: a lone surrogate in the token
             raise _Closed(FORBIDDEN, "Forbidden") from None
         self.acknowledged = True
         await self._send({"type": "connection_ack"})
@@ -297,7 +297,7 @@ class _Connection:
             await stream.aclose()
 
     async def _next(self, operation_id: str, response: bytes) -> None:
-        frame = b'{"id":%s,"type":"next","payload":%s}' % (orjson.dumps(operation_id), response)
+        frame = b'{"id":%s,"type":"next","payload":%s}' % (encoded(operation_id), response)
         try:
             # A client that stopped reading holds the send: it is as slow as a full queue.
             async with asyncio.timeout(self.limits.keepalive):
@@ -318,7 +318,7 @@ class _Connection:
     async def _send(self, message: dict[str, Any]) -> None:
         if self.websocket.application_state is not WebSocketState.CONNECTED:
             return
-        text = orjson.dumps(message).decode()
+        text = encoded(message).decode()
         async with self._sending:
             with contextlib.suppress(WebSocketDisconnect, RuntimeError):
                 await self.websocket.send_text(text)
@@ -334,6 +334,7 @@ class _Connection:
             await self._send(self.receipts.ping())
 
     async def _close(self, code: int, reason: str) -> None:
+        reason = reason.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
         if self.websocket.application_state is WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2):  # a client that reads nothing gets no more
@@ -349,8 +350,34 @@ def _id_of(message: dict[str, Any]) -> str:
 
 
 def _payload_of(message: dict[str, Any]) -> dict[str, Any]:
+    """A ping's or pong's payload, to echo: an object, or none (anything else: 4400)."""
     payload = message.get("payload")
-    return {"payload": payload} if isinstance(payload, dict) else {}
+    if payload is None:
+        return {}
+    if not isinstance(payload, dict):
+        raise _Closed(BAD_REQUEST, f"Invalid message: a {message['type']} payload is an object")
+    return {"payload": payload}
+
+
+# A subscribe message's payload: each field and the types it may have (None: absent).
+_SUBSCRIBE_FIELDS: dict[str, tuple[type, ...]] = {
+    "query": (str,),
+    "operationName": (str, type(None)),
+    "variables": (dict, type(None)),
+    "extensions": (dict, type(None)),
+}
+
+
+def _checked_subscribe(message: dict[str, Any]) -> dict[str, Any]:
+    """A subscribe message of the protocol's shape; any other is invalid (4400)."""
+    _id_of(message)
+    payload = message.get("payload")
+    if not isinstance(payload, dict):
+        raise _Closed(BAD_REQUEST, "Invalid message: subscribe needs a payload object")
+    for field, types in _SUBSCRIBE_FIELDS.items():
+        if not isinstance(payload.get(field), types):
+            raise _Closed(BAD_REQUEST, f"Invalid message: subscribe payload's {field}")
+    return message
 
 
 def _authorization(payload: dict[str, Any]) -> str | None:
