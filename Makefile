@@ -104,6 +104,7 @@ bench: bench-coldstart
 	$(BIN)/python bench/page_depth.py
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/sqlite_durability.py
+	$(BIN)/python bench/live_fanout.py
 
 # Refresh GraphiQL and React (pinned in assets/graphiql/package.json) inside the package.
 graphiql-assets:
