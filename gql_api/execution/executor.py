@@ -122,15 +122,7 @@ class Executor:
         budget = ResponseBudget(self.limits.max_response_bytes)
         if hasattr(context, "response_budget"):
             context.response_budget = budget
-        built = self._executor_class.build(
-            self._schema,
-            prepared.document,
-            None,
-            context,
-            variables,
-            operation_name,
-            is_awaitable=_is_awaitable,  # a fast path for plain values
-        )
+        built = self._built(prepared, variables, operation_name, context)
         outcome: ExecutionResult | Awaitable[ExecutionResult]
         if isinstance(built, list):  # the variables cannot be coerced
             outcome = ExecutionResult(None, built)
@@ -151,18 +143,28 @@ class Executor:
     ) -> GraphQLExecutor[Any]:
         """graphql-core's executor of the operation (for a subscription's stream);
         ``RequestError`` when the variables cannot be coerced."""
-        built = self._executor_class.build(
+        built = self._built(prepared, variables, prepared.name, context)
+        if isinstance(built, list):
+            raise RequestError([_shape(e, "BAD_USER_INPUT") for e in built])
+        return built
+
+    def _built(
+        self,
+        prepared: Prepared,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        context: Any,
+    ) -> GraphQLExecutor[Any] | list[GraphQLError]:
+        """graphql-core's executor, or the errors of variables that cannot be coerced."""
+        return self._executor_class.build(
             self._schema,
             prepared.document,
             None,
             context,
             variables,
-            prepared.name,
-            is_awaitable=_is_awaitable,
+            operation_name,
+            is_awaitable=_is_awaitable,  # a fast path for plain values
         )
-        if isinstance(built, list):
-            raise RequestError([_shape(e, "BAD_USER_INPUT") for e in built])
-        return built
 
     async def execute_event(
         self, built: GraphQLExecutor[Any], payload: Any, context: Any, request_id: str
