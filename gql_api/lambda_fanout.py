@@ -26,7 +26,13 @@ import orjson
 from gql_api.domain.records import PostChange
 from gql_api.execution.executor import RequestError
 from gql_api.execution.subscriptions import encoded
-from gql_api.lambda_websocket import SEND_CONCURRENCY, Environment, environment, identity_of
+from gql_api.lambda_websocket import (
+    SEND_CONCURRENCY,
+    Environment,
+    environment,
+    identity_of,
+    message_frame,
+)
 from gql_api.resolvers.context import RequestContext
 from gql_api.schema.types import PostEvent
 from gql_api.settings import SettingsError
@@ -76,7 +82,9 @@ class FanOut:
         finished: list[Subscription] = []
         for members, (kind, response) in zip(groups.values(), responses, strict=True):
             for subscription in members:
-                frames.append((subscription, _frame(subscription.subscription_id, kind, response)))
+                frames.append(
+                    (subscription, message_frame(subscription.subscription_id, kind, response))
+                )
                 if kind == "error":
                     finished.append(subscription)
         sent = await self._bounded(self._send(s, frame) for s, frame in frames)
@@ -122,14 +130,6 @@ class FanOut:
                 return await work
 
         return list(await asyncio.gather(*map(one, works)))
-
-
-def _frame(operation_id: str, kind: str, payload: bytes) -> bytes:
-    return b'{"id":%s,"type":%s,"payload":%s}' % (
-        orjson.dumps(operation_id),
-        orjson.dumps(kind),
-        payload,
-    )
 
 
 async def _fan_out(records: Iterable[Mapping[str, Any]], request_id: str) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from gql_api.app import Runtime, create_app
 from gql_api.auth.identity import Identity
 from gql_api.domain.live_feed import EventFilter, LiveFeed, Subscriber
 from gql_api.execution.executor import request_error
+from gql_api.execution.subscriptions import encoded
 from gql_api.http.graphql_ws import (
     BAD_REQUEST,
     DUPLICATE_ID,
@@ -37,8 +38,12 @@ from gql_api.http.graphql_ws import (
     PROTOCOL,
     TOO_MANY_INITS,
     UNAUTHORIZED,
+    ProtocolClose,
+    authorization_of,
+    checked_subscribe,
+    echo_payload,
+    operation_id_of,
 )
-from gql_api.http.graphql_ws import _authorization as authorization_of
 from gql_api.http.live import LiveLimits, LiveOperations, refusal
 from gql_api.http.params import HttpError, check_query, check_shapes
 from gql_api.logs import configure_logging
@@ -51,6 +56,19 @@ log = logging.getLogger(__name__)
 
 LOCAL_REGION = "us-east-1"  # for a local server when no region is configured
 SEND_CONCURRENCY = 50  # PostToConnection calls under way at once (and pooled connections)
+MAX_POST_BYTES = 128 * 1024  # what one PostToConnection may carry: API Gateway's quota
+TOO_LARGE = orjson.dumps(
+    {
+        "errors": [
+            request_error(
+                "the event's response is over the 128 KB a WebSocket message may carry "
+                "through API Gateway: select fewer fields",
+                "RESPONSE_TOO_LARGE",
+            )
+        ],
+        "data": None,
+    }
+)
 T = TypeVar("T")
 
 # The filters the subscriptions being started asked for (see _Filters).
@@ -191,12 +209,6 @@ def identity_of(document: Mapping[str, Any] | None) -> Identity | None:
     return Identity(document["userId"], bool(document["isAdmin"]), document.get("nickname"))
 
 
-class _Closed(Exception):
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code, self.reason = code, reason
-
-
 class _Message:
     """One graphql-transport-ws message of a connection, handled as ``gql-api serve``
     handles it (``http.graphql_ws``), its state read from and written to the table."""
@@ -212,15 +224,15 @@ class _Message:
     def parse(self, event: Mapping[str, Any]) -> dict[str, Any]:
         raw = event.get("body")
         if event.get("isBase64Encoded") or not isinstance(raw, str):
-            raise _Closed(BAD_REQUEST, "Invalid message: send text frames of JSON")
+            raise ProtocolClose(BAD_REQUEST, "Invalid message: send text frames of JSON")
         if len(raw) > self.env.settings.max_body_bytes:
-            raise _Closed(BAD_REQUEST, "Invalid message: too large")
+            raise ProtocolClose(BAD_REQUEST, "Invalid message: too large")
         try:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise _Closed(BAD_REQUEST, "Invalid message: not JSON") from None
+            raise ProtocolClose(BAD_REQUEST, "Invalid message: not JSON") from None
         if not isinstance(parsed, dict) or not isinstance(parsed.get("type"), str):
-            raise _Closed(BAD_REQUEST, "Invalid message: an object with a type")
+            raise ProtocolClose(BAD_REQUEST, "Invalid message: an object with a type")
         return parsed
 
     async def handle(self, message: dict[str, Any]) -> None:
@@ -228,41 +240,40 @@ class _Message:
         if kind == "connection_init":
             await self._init(message.get("payload"))
         elif kind == "ping":
-            payload = message.get("payload")
-            await self.send({"type": "pong", **({"payload": payload} if payload else {})})
+            await self.send({"type": "pong", **echo_payload(message)})
         elif kind == "pong":
-            pass
+            echo_payload(message)  # checked: an object or none
         elif kind == "subscribe":
-            await self._subscribe(message)
+            await self._subscribe(checked_subscribe(message))
         elif kind == "complete":
-            await self.table.unsubscribe(self.connection_id, _id_of(message))
+            await self.table.unsubscribe(self.connection_id, operation_id_of(message))
         else:
-            raise _Closed(BAD_REQUEST, f"Invalid message type {kind[:40]!r}")
+            raise ProtocolClose(BAD_REQUEST, f"Invalid message type {kind[:40]!r}")
 
     async def _init(self, payload: Any) -> None:
         if payload is not None and not isinstance(payload, dict):
-            raise _Closed(BAD_REQUEST, "Invalid message: connection_init payload")
+            raise ProtocolClose(BAD_REQUEST, "Invalid message: connection_init payload")
         connection = await self.table.get(self.connection_id)
         if connection is None:
-            raise _Closed(BAD_REQUEST, "Unknown connection")
+            raise ProtocolClose(BAD_REQUEST, "Unknown connection")
         if connection.acknowledged:
-            raise _Closed(TOO_MANY_INITS, "Too many initialisation requests")
+            raise ProtocolClose(TOO_MANY_INITS, "Too many initialisation requests")
         header = authorization_of(payload or {})
         endpoint = self.env.runtime.endpoint
         try:
             viewer = await endpoint.verify_authorization(header, self.request_id)
-        except HttpError:
-            raise _Closed(FORBIDDEN, "Forbidden") from None
+        except (HttpError, UnicodeError):  # UnicodeError: a lone surrogate in the token
+            raise ProtocolClose(FORBIDDEN, "Forbidden") from None
         # Conditional: of two connection_init racing on two invocations, one is acknowledged.
         if not await self.table.acknowledge(self.connection_id, viewer_document(viewer)):
-            raise _Closed(TOO_MANY_INITS, "Too many initialisation requests")
+            raise ProtocolClose(TOO_MANY_INITS, "Too many initialisation requests")
         await self.send({"type": "connection_ack"})
 
     async def _subscribe(self, message: dict[str, Any]) -> None:
         connection = await self.table.get(self.connection_id)
         if connection is None or not connection.acknowledged:
-            raise _Closed(UNAUTHORIZED, "Unauthorized")
-        operation_id = _id_of(message)
+            raise ProtocolClose(UNAUTHORIZED, "Unauthorized")
+        operation_id = operation_id_of(message)
         most = self.env.operations.limits.max_subscriptions
         if await self.table.subscription_count(self.connection_id) >= most:
             text = f"at most {most} subscriptions at once on one connection: complete one first"
@@ -281,7 +292,7 @@ class _Message:
                 errors = refusal(error)
             except Exception:
                 log.exception("websocket %s: operation failed to start", request_id)
-                raise _Closed(INTERNAL, "Internal server error") from None
+                raise ProtocolClose(INTERNAL, "Internal server error") from None
             await self.send({"id": operation_id, "type": "error", "payload": errors})
             return
         finally:
@@ -293,7 +304,7 @@ class _Message:
         await started.aclose()  # the stand-in's subscriber: nothing follows it
         if len(chosen) != 1:  # a subscription field that follows no posts: none is known
             log.error("websocket %s: the subscription chose %d filters", request_id, len(chosen))
-            raise _Closed(INTERNAL, "Internal server error")
+            raise ProtocolClose(INTERNAL, "Internal server error")
         (event_filter,) = chosen
         subscription = Subscription(
             connection_id=self.connection_id,
@@ -307,7 +318,7 @@ class _Message:
             author_id=event_filter.author_id,
         )
         if not await self.table.subscribe(subscription):
-            raise _Closed(DUPLICATE_ID, f"Subscriber for {operation_id[:100]} already exists")
+            raise ProtocolClose(DUPLICATE_ID, f"Subscriber for {operation_id[:100]} already exists")
         log.info(
             "websocket %s: subscribed %s (tag %s, author %s)",
             self.connection_id,
@@ -328,17 +339,16 @@ class _Message:
         return check_query(params)
 
     async def send_next(self, operation_id: str, response: bytes) -> None:
-        frame = b'{"id":%s,"type":"next","payload":%s}' % (orjson.dumps(operation_id), response)
-        await self._post(frame)
+        await self._post(message_frame(operation_id, "next", response))
 
     async def send(self, message: dict[str, Any]) -> None:
-        await self._post(orjson.dumps(message))
+        await self._post(encoded(message))
 
     async def _post(self, data: bytes) -> None:
         if not await self.env.send(self.endpoint, self.connection_id, data):
             await self.env.forget(self.connection_id)
 
-    async def close(self, closed: _Closed) -> None:
+    async def close(self, closed: ProtocolClose) -> None:
         log.info(
             "websocket %s: closed (graphql-transport-ws would close with %d %s; API Gateway "
             "sends no such code)",
@@ -348,13 +358,6 @@ class _Message:
         )
         await self.env.hang_up(self.endpoint, self.connection_id)
         await self.table.remove(self.connection_id)
-
-
-def _id_of(message: Mapping[str, Any]) -> str:
-    operation_id = message.get("id")
-    if not isinstance(operation_id, str) or not operation_id:
-        raise _Closed(BAD_REQUEST, "Invalid message: an id (a non-empty string) is required")
-    return operation_id
 
 
 def _subprotocols(event: Mapping[str, Any]) -> list[str]:
@@ -395,7 +398,7 @@ async def _default(event: Mapping[str, Any]) -> dict[str, Any]:
     message = _Message(environment, table, event)
     try:
         await message.handle(message.parse(event))
-    except _Closed as closed:
+    except ProtocolClose as closed:
         await message.close(closed)
     return {"statusCode": 200}
 
@@ -422,3 +425,11 @@ def default(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 # Built at init (a bad setting fails the first invocation loudly); opened on first use.
 environment = Environment()
+
+
+def message_frame(operation_id: str, kind: str, payload: bytes) -> bytes:
+    """A message about an operation; a ``next`` over API Gateway's quota carries an error."""
+    frame = b'{"id":%s,"type":%s,"payload":%s}' % (encoded(operation_id), encoded(kind), payload)
+    if len(frame) > MAX_POST_BYTES and kind == "next":
+        return message_frame(operation_id, kind, TOO_LARGE)
+    return frame

@@ -276,6 +276,44 @@ def test_a_tampered_token_is_refused_without_a_word(aws: Any) -> None:
     assert keys() == set()
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "ping", "payload": "not an object"},
+        {"type": "pong", "payload": 5},
+        {"id": "1", "type": "subscribe"},
+        {"id": "1", "type": "subscribe", "payload": {"query": 5}},
+    ],
+)
+def test_a_message_of_the_wrong_shape_closes(aws: Any, message: dict[str, Any]) -> None:
+    websocket, _, gateway = aws
+    signed_in(websocket, gateway, "odd=", None)
+    websocket.default(message_event("odd=", message), None)  # 4400, as gql-api serve
+    assert gateway.received("odd=") == [{"type": "connection_ack"}]
+    assert not gateway.is_open("odd=")
+
+
+def test_a_token_with_a_lone_surrogate_is_refused(aws: Any) -> None:
+    websocket, _, gateway = aws
+    gateway.open("odd=")
+    websocket.connect(connect_event("odd=", "graphql-transport-ws"), None)
+    init = {"type": "connection_init", "payload": {"Authorization": "Bearer \ud800"}}
+    websocket.default(message_event("odd=", init), None)
+    assert gateway.received("odd=") == [] and not gateway.is_open("odd=")
+
+
+def test_a_response_over_api_gateways_quota_is_sent_as_an_error(aws: Any) -> None:
+    websocket, _, _ = aws
+    message_frame, limit = websocket.message_frame, websocket.MAX_POST_BYTES
+    fits = message_frame("1", "next", b'{"data":{"x":"%s"}}' % (b"y" * 1000))
+    assert json.loads(fits)["payload"]["data"]["x"] == "y" * 1000
+    huge = message_frame("\ud800", "next", b'{"data":{"x":"%s"}}' % (b"y" * limit))
+    assert len(huge) < 1000
+    message = json.loads(huge)
+    assert message["id"] == "\ud800" and message["payload"]["data"] is None
+    assert message["payload"]["errors"][0]["extensions"]["code"] == "RESPONSE_TOO_LARGE"
+
+
 def test_subscribing_before_connection_init_closes(aws: Any) -> None:
     websocket, _, gateway = aws
     gateway.open("early=")

@@ -91,7 +91,9 @@ class ReadReceipts:
                 return
 
 
-class _Closed(Exception):
+class ProtocolClose(Exception):
+    """The connection is to be closed with this code and reason."""
+
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
         self.code, self.reason = code, reason
@@ -137,7 +139,7 @@ class _Connection:
         self.running: dict[str, asyncio.Task[None]] = {}
         self._sending = asyncio.Lock()
         self.receipts = ReadReceipts(app.max_unread_bytes, self.limits.keepalive)
-        self._closing: _Closed | None = None
+        self._closing: ProtocolClose | None = None
         self._done = asyncio.Event()
         self._closed = asyncio.Event()  # set once the server closed it: stop receiving
         headers = websocket.headers
@@ -150,7 +152,7 @@ class _Connection:
         pinger = asyncio.ensure_future(self._ping())
         try:
             await first_of(self._receive_all(), self._closed.wait())
-        except _Closed as closed:
+        except ProtocolClose as closed:
             await self._close(closed.code, closed.reason)
         except WebSocketDisconnect:
             pass
@@ -163,7 +165,7 @@ class _Connection:
 
     async def shut_down(self) -> None:
         """The server stops: close with 1001 and wait for the connection's end."""
-        self._closing = _Closed(GOING_AWAY, "the server is shutting down")
+        self._closing = ProtocolClose(GOING_AWAY, "the server is shutting down")
         await self._close(GOING_AWAY, "the server is shutting down")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2):
@@ -178,9 +180,9 @@ class _Connection:
                     message = await self.websocket.receive()
             except TimeoutError:
                 if not self.acknowledged:
-                    raise _Closed(INIT_TIMEOUT, "Connection initialisation timeout") from None
+                    raise ProtocolClose(INIT_TIMEOUT, "Connection initialisation timeout") from None
                 if not self.running:
-                    raise _Closed(NORMAL, "idle: no subscription") from None
+                    raise ProtocolClose(NORMAL, "idle: no subscription") from None
                 started = asyncio.get_running_loop().time()
                 continue
             if message["type"] == "websocket.disconnect":
@@ -198,15 +200,17 @@ class _Connection:
     def _parse(self, message: Mapping[str, Any]) -> dict[str, Any]:
         raw = message.get("text")
         if raw is None:
-            raise _Closed(BAD_REQUEST, "Invalid message: send text frames of JSON")
+            raise ProtocolClose(BAD_REQUEST, "Invalid message: send text frames of JSON")
         if len(raw) > self.app.max_message_bytes:
-            raise _Closed(BAD_REQUEST, f"Invalid message: over {self.app.max_message_bytes} bytes")
+            raise ProtocolClose(
+                BAD_REQUEST, f"Invalid message: over {self.app.max_message_bytes} bytes"
+            )
         try:
             parsed = json.loads(raw)
         except (ValueError, RecursionError):
-            raise _Closed(BAD_REQUEST, "Invalid message: not JSON") from None
+            raise ProtocolClose(BAD_REQUEST, "Invalid message: not JSON") from None
         if not isinstance(parsed, dict) or not isinstance(parsed.get("type"), str):
-            raise _Closed(BAD_REQUEST, "Invalid message: an object with a type")
+            raise ProtocolClose(BAD_REQUEST, "Invalid message: an object with a type")
         return parsed
 
     async def _handle(self, message: dict[str, Any]) -> None:
@@ -214,39 +218,39 @@ class _Connection:
         if kind == "connection_init":
             await self._init(message.get("payload"))
         elif kind == "ping":
-            await self._send({"type": "pong", **_payload_of(message)})
+            await self._send({"type": "pong", **echo_payload(message)})
         elif kind == "pong":
-            self.receipts.pong(_payload_of(message).get("payload"))
+            self.receipts.pong(echo_payload(message).get("payload"))
         elif kind == "subscribe":
-            await self._subscribe(_checked_subscribe(message))
+            await self._subscribe(checked_subscribe(message))
         elif kind == "complete":
-            task = self.running.pop(_id_of(message), None)
+            task = self.running.pop(operation_id_of(message), None)
             if task is not None:
                 task.cancel()
         else:
-            raise _Closed(BAD_REQUEST, f"Invalid message type {kind[:40]!r}")
+            raise ProtocolClose(BAD_REQUEST, f"Invalid message type {kind[:40]!r}")
 
     async def _init(self, payload: Any) -> None:
         if self.acknowledged:
-            raise _Closed(TOO_MANY_INITS, "Too many initialisation requests")
+            raise ProtocolClose(TOO_MANY_INITS, "Too many initialisation requests")
         if payload is not None and not isinstance(payload, dict):
-            raise _Closed(BAD_REQUEST, "Invalid message: connection_init payload")
-        header = _authorization(payload or {})
+            raise ProtocolClose(BAD_REQUEST, "Invalid message: connection_init payload")
+        header = authorization_of(payload or {})
         try:
             self.viewer = await self.app.operations.endpoint.verify_authorization(
                 header, self.request_id
             )
         except (HttpError, UnicodeError):  # UnicodeError: a lone surrogate in the token
-            raise _Closed(FORBIDDEN, "Forbidden") from None
+            raise ProtocolClose(FORBIDDEN, "Forbidden") from None
         self.acknowledged = True
         await self._send({"type": "connection_ack"})
 
     async def _subscribe(self, message: dict[str, Any]) -> None:
         if not self.acknowledged:
-            raise _Closed(UNAUTHORIZED, "Unauthorized")
-        operation_id = _id_of(message)
+            raise ProtocolClose(UNAUTHORIZED, "Unauthorized")
+        operation_id = operation_id_of(message)
         if operation_id in self.running:
-            raise _Closed(DUPLICATE_ID, f"Subscriber for {operation_id[:100]} already exists")
+            raise ProtocolClose(DUPLICATE_ID, f"Subscriber for {operation_id[:100]} already exists")
         if len(self.running) >= self.limits.max_subscriptions:
             await self._error(
                 operation_id,
@@ -342,20 +346,22 @@ class _Connection:
         self._closed.set()
 
 
-def _id_of(message: dict[str, Any]) -> str:
+def operation_id_of(message: Mapping[str, Any]) -> str:
     operation_id = message.get("id")
     if not isinstance(operation_id, str) or not operation_id:
-        raise _Closed(BAD_REQUEST, "Invalid message: an id (a non-empty string) is required")
+        raise ProtocolClose(BAD_REQUEST, "Invalid message: an id (a non-empty string) is required")
     return operation_id
 
 
-def _payload_of(message: dict[str, Any]) -> dict[str, Any]:
+def echo_payload(message: dict[str, Any]) -> dict[str, Any]:
     """A ping's or pong's payload, to echo: an object, or none (anything else: 4400)."""
     payload = message.get("payload")
     if payload is None:
         return {}
     if not isinstance(payload, dict):
-        raise _Closed(BAD_REQUEST, f"Invalid message: a {message['type']} payload is an object")
+        raise ProtocolClose(
+            BAD_REQUEST, f"Invalid message: a {message['type']} payload is an object"
+        )
     return {"payload": payload}
 
 
@@ -368,19 +374,19 @@ _SUBSCRIBE_FIELDS: dict[str, tuple[type, ...]] = {
 }
 
 
-def _checked_subscribe(message: dict[str, Any]) -> dict[str, Any]:
+def checked_subscribe(message: dict[str, Any]) -> dict[str, Any]:
     """A subscribe message of the protocol's shape; any other is invalid (4400)."""
-    _id_of(message)
+    operation_id_of(message)
     payload = message.get("payload")
     if not isinstance(payload, dict):
-        raise _Closed(BAD_REQUEST, "Invalid message: subscribe needs a payload object")
+        raise ProtocolClose(BAD_REQUEST, "Invalid message: subscribe needs a payload object")
     for field, types in _SUBSCRIBE_FIELDS.items():
         if not isinstance(payload.get(field), types):
-            raise _Closed(BAD_REQUEST, f"Invalid message: subscribe payload's {field}")
+            raise ProtocolClose(BAD_REQUEST, f"Invalid message: subscribe payload's {field}")
     return message
 
 
-def _authorization(payload: dict[str, Any]) -> str | None:
+def authorization_of(payload: dict[str, Any]) -> str | None:
     """The ``Authorization`` value of a connection_init payload, wherever clients put it."""
     for holder in (payload, payload.get("headers")):
         if isinstance(holder, dict):
