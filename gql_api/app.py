@@ -26,6 +26,7 @@ from gql_api.domain.service import PostService
 from gql_api.errors import StoreUnavailableError
 from gql_api.execution.executor import Executor, request_error
 from gql_api.execution.query_limits import QueryLimits
+from gql_api.http.caching import CachePolicy, CacheRules
 from gql_api.http.endpoint import GRAPHIQL_STATIC, GraphQLEndpoint
 from gql_api.http.graphql_ws import GraphQLWebSocket
 from gql_api.http.live import LiveLimits, LiveOperations
@@ -245,6 +246,9 @@ def create_app(
         ),
         trusted_proxies=settings.trusted_proxies,
         body_timeout=settings.body_timeout,
+        caching=CacheRules(
+            schema._schema, CachePolicy(settings.cache_max_age, settings.cache_s_maxage)
+        ),
     )
     live = None
     if live_feed is not None:

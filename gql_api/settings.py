@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     keepalive_timeout: Annotated[int, Field(ge=1, le=300)] = 5
     keepalive_max_requests: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
     max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    # Anonymous GETs of queries: seconds browsers (max-age) and CDNs (s-maxage) may keep.
+    cache_max_age: Annotated[int, Field(ge=0, le=86_400)] = 5
+    cache_s_maxage: Annotated[int, Field(ge=0, le=86_400)] = 30
     # Subscriptions (the live feed): WebSocket and SSE connections, and their bounds.
     subscriptions: bool = True
     max_subscription_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000

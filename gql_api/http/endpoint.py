@@ -35,6 +35,7 @@ from gql_api.execution.executor import (
     internal_error,
     request_error,
 )
+from gql_api.http.caching import PRIVATE, VARY, CacheRules, etag_of, matches
 from gql_api.http.params import (
     GRAPHQL,
     GRAPHQL_RESPONSE_JSON,
@@ -89,7 +90,9 @@ class GraphQLEndpoint:
         rate_limiter: RateLimiter | None = None,
         trusted_proxies: int = 0,
         body_timeout: float = 30.0,
+        caching: CacheRules | None = None,
     ) -> None:
+        self.caching = caching
         self.body_timeout = body_timeout
         self.rate_limiter = rate_limiter
         self.trusted_proxies = trusted_proxies
@@ -181,7 +184,17 @@ class GraphQLEndpoint:
             log.exception("request %s: unhandled error", request_id)
             return _json({"errors": [internal_error(request_id)]}, 500, media_type, request_id)
         request.state.outcome = first_code(body.get("errors", [])) or "OK"
-        return _json(body, status, media_type, request_id)
+        if "errors" in body:  # an answer with errors is never kept: the next may be whole
+            return _json(body, status, media_type, request_id)
+        cache_control = getattr(request.state, "cache_control", PRIVATE)
+        return _json(
+            body,
+            status,
+            media_type,
+            request_id,
+            cache_control=cache_control,
+            if_none_match=request.headers.get("if-none-match"),
+        )
 
     def _wants_graphiql(self, request: Request) -> bool:
         accept = request.headers.get("accept", "")
@@ -322,6 +335,13 @@ class GraphQLEndpoint:
         request.state.operation = prepared.name or (
             prepared.operation.value if prepared.operation else None
         )
+        if (
+            self.caching is not None
+            and request.method == "GET"
+            and prepared.operation is OperationType.QUERY
+            and "authorization" not in request.headers
+        ):
+            request.state.cache_control = self.caching.header_for(prepared.query, prepared.document)
         if request.method == "GET" and prepared.operation is not OperationType.QUERY:
             raise HttpError(
                 405,
@@ -374,14 +394,19 @@ def _json(
     media_type: str,
     request_id: str,
     headers: dict[str, str] | None = None,
+    *,
+    cache_control: str = PRIVATE,
+    if_none_match: str | None = None,
 ) -> Response:
     try:
         content = orjson.dumps(body)
     except TypeError:  # a lone surrogate echoed from the request: escape it
         content = json.dumps(body, separators=(",", ":")).encode()
+    sent = {"X-Request-Id": request_id, "Cache-Control": cache_control, **(headers or {})}
+    if cache_control != PRIVATE:  # public: validated by its ETag, kept per Accept
+        sent |= {"ETag": etag_of(content), "Vary": VARY}
+        if matches(if_none_match, sent["ETag"]):
+            return Response(status_code=304, headers=sent)
     return Response(
-        content,
-        status_code=status,
-        media_type=f"{media_type}; charset=utf-8",
-        headers={"X-Request-Id": request_id, **(headers or {})},
+        content, status_code=status, media_type=f"{media_type}; charset=utf-8", headers=sent
     )
