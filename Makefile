@@ -63,6 +63,16 @@ $(LIVE_CLIENTS)/node_modules/.installed: $(LIVE_CLIENTS)/package-lock.json
 	npm ci --prefix $(LIVE_CLIENTS) --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Debian's nginx, the shared cache in front of `gql-api serve` in tests/test_cdn_cache.py:
+# the package unpacked, not installed, so no service starts and nothing binds port 80.
+NGINX := tests/cdn/nginx/usr/sbin/nginx
+$(NGINX):
+	mkdir -p tests/cdn
+	cd tests/cdn && (apt-get download -qq nginx 2>/dev/null || \
+		(apt-get update -qq && apt-get download -qq nginx 2>/dev/null))
+	cd tests/cdn && dpkg-deb -x nginx_*.deb nginx && rm nginx_*.deb
+	test -x $@
+
 # Debian's Chromium, for the GraphiQL browser tests (driven by Playwright, no download).
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && \
@@ -77,7 +87,7 @@ podman:
 
 unit: $(BIN)/.installed $(COSMOS_SERVER)/node_modules/.installed \
 		$(AZURITE)/node_modules/.installed $(GRAPHQL_HTTP)/node_modules/.installed \
-		$(LIVE_CLIENTS)/node_modules/.installed chromium podman
+		$(LIVE_CLIENTS)/node_modules/.installed $(NGINX) chromium podman
 	$(BIN)/pytest
 
 # schemathesis on every store for FUZZ_SECONDS each, with a new seed (printed) each time:

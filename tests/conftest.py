@@ -38,6 +38,7 @@ SLOW_MODULES = {
     "test_live_server",
     "test_live_instances",
     "test_live_fuzz",
+    "test_cdn_cache",
 }
 
 
