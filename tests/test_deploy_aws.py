@@ -258,3 +258,29 @@ def test_the_fan_out_reads_the_stream_and_may_do_only_what_it_does() -> None:
     # The stream the store provisions (NEW_AND_OLD_IMAGES: a deletion's author and tags).
     stream = template()["Resources"]["PostsTable"]["Properties"]["StreamSpecification"]
     assert stream["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+
+
+def test_cloudfront_caches_what_gql_api_marks_public_and_nothing_else() -> None:
+    resources = template()["Resources"]
+    policy = resources["GraphQLCachePolicy"]["Properties"]["CachePolicyConfig"]
+    key = policy["ParametersInCacheKeyAndForwardedToOrigin"]
+    # The origin's Cache-Control decides: nothing is kept that it does not say to keep.
+    assert policy["MinTTL"] == 0 and policy["DefaultTTL"] == 0
+    assert key["QueryStringsConfig"] == {"QueryStringBehavior": "all"}  # the query, APQ's hash
+    assert key["CookiesConfig"] == {"CookieBehavior": "none"}
+    assert key["HeadersConfig"]["HeaderBehavior"] == "whitelist"
+    # Authorization in the key: a signed-in request never gets an anonymous copy.
+    assert set(key["HeadersConfig"]["Headers"]) == {"Accept", "Authorization", "Origin"}
+    assert key["EnableAcceptEncodingGzip"] and key["EnableAcceptEncodingBrotli"]
+    config = resources["Cdn"]["Properties"]["DistributionConfig"]
+    (origin,) = config["Origins"]
+    assert origin["DomainName"] == {
+        "Fn::Sub": "${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
+    }
+    default = config["DefaultCacheBehavior"]
+    assert default["CachePolicyId"] == {"Ref": "GraphQLCachePolicy"}
+    assert default["CachedMethods"] == ["GET", "HEAD"] and "POST" in default["AllowedMethods"]
+    assert default["Compress"] is True
+    (health,) = config["CacheBehaviors"]
+    assert health["PathPattern"] == "/healthz"
+    assert health["CachePolicyId"] == "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"  # CachingDisabled
