@@ -32,6 +32,7 @@ from gql_api.http.graphql_ws import GraphQLWebSocket
 from gql_api.http.live import LiveLimits, LiveOperations
 from gql_api.http.rate_limits import RateLimiter, RateLimits
 from gql_api.http.sse import GraphQLOverSSE
+from gql_api.http.trusted import ManifestError, TrustedDocuments
 from gql_api.images import ImageStorage, open_image_storage, upload_url_ttl
 from gql_api.logs import configure_logging
 from gql_api.schema.root import schema
@@ -232,6 +233,14 @@ def create_app(
                 "GQL_API_GRAPHIQL=false"
             )
         graphiql = False
+    trusted = None
+    if settings.trusted_documents is not None:
+        try:  # read once, here: a bad manifest stops the start, naming the file
+            trusted = TrustedDocuments.load(
+                settings.trusted_documents, allow_introspection=settings.introspection_enabled
+            )
+        except ManifestError as error:
+            raise SettingsError(f"GQL_API_TRUSTED_DOCUMENTS: {error}") from None
     endpoint = GraphQLEndpoint(
         Executor(schema, limits, compile_operations=settings.compiled_operations),
         service=service,
@@ -249,6 +258,7 @@ def create_app(
         caching=CacheRules(
             schema._schema, CachePolicy(settings.cache_max_age, settings.cache_s_maxage)
         ),
+        trusted=trusted,
     )
     live = None
     if live_feed is not None:

@@ -332,10 +332,9 @@ class _Message:
         what the fan-out runs again for each event."""
         if not isinstance(payload, dict):
             raise HttpError(400, "BAD_REQUEST", "the operation must be a JSON object")
-        params = check_shapes(dict(payload))
-        persisted = self.env.runtime.endpoint.persisted
-        params["query"] = persisted.resolve(params.get("query"), params.get("extensions"))
+        params = self.env.runtime.endpoint.resolve_document(check_shapes(dict(payload)))
         params.pop("extensions", None)  # resolved: the hash has done its work
+        params.pop("documentId", None)
         return check_query(params)
 
     async def send_next(self, operation_id: str, response: bytes) -> None:

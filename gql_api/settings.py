@@ -138,6 +138,7 @@ class Settings(BaseSettings):
     # Anonymous GETs of queries: seconds browsers (max-age) and CDNs (s-maxage) may keep.
     cache_max_age: Annotated[int, Field(ge=0, le=86_400)] = 5
     cache_s_maxage: Annotated[int, Field(ge=0, le=86_400)] = 30
+    trusted_documents: Path | None = None  # a manifest: only its operations run
     # Subscriptions (the live feed): WebSocket and SSE connections, and their bounds.
     subscriptions: bool = True
     max_subscription_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000

@@ -51,6 +51,7 @@ from gql_api.http.params import (
 )
 from gql_api.http.persisted import PersistedQueries
 from gql_api.http.rate_limits import RateLimited, RateLimiter, client_address
+from gql_api.http.trusted import TrustedDocuments
 from gql_api.logs import STORE_CALLS
 from gql_api.resolvers.context import RequestContext
 
@@ -91,8 +92,10 @@ class GraphQLEndpoint:
         trusted_proxies: int = 0,
         body_timeout: float = 30.0,
         caching: CacheRules | None = None,
+        trusted: TrustedDocuments | None = None,
     ) -> None:
         self.caching = caching
+        self.trusted = trusted
         self.body_timeout = body_timeout
         self.rate_limiter = rate_limiter
         self.trusted_proxies = trusted_proxies
@@ -226,9 +229,16 @@ class GraphQLEndpoint:
                 params = decode_json(raw, "the request body is not valid JSON")
             if not isinstance(params, dict):
                 raise HttpError(400, "BAD_REQUEST", "the request body must be a JSON object")
-        params = check_shapes(params)
-        params["query"] = self.persisted.resolve(params.get("query"), params.get("extensions"))
-        return check_query(params)
+        return check_query(self.resolve_document(check_shapes(params)))
+
+    def resolve_document(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` with the text to run as its query: the trusted document it names
+        (with GQL_API_TRUSTED_DOCUMENTS), else its own or the one its APQ hash stands for."""
+        if self.trusted is not None:
+            params["query"] = self.trusted.resolve(params)
+        else:
+            params["query"] = self.persisted.resolve(params.get("query"), params.get("extensions"))
+        return params
 
     async def _body(self, request: Request) -> bytes:
         too_large = HttpError(

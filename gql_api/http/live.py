@@ -85,11 +85,7 @@ class LiveOperations:
         (JSON). ``RequestError`` or ``HttpError`` when it cannot run."""
         if not isinstance(params, dict):
             raise HttpError(400, "BAD_REQUEST", "the operation must be a JSON object")
-        params = check_shapes(dict(params))
-        params["query"] = self.endpoint.persisted.resolve(
-            params.get("query"), params.get("extensions")
-        )
-        params = check_query(params)
+        params = check_query(self.endpoint.resolve_document(check_shapes(dict(params))))
         executor = self.endpoint.executor
         prepared = executor.prepare(params["query"], params.get("operationName"))
         if prepared.operation is OperationType.MUTATION and not allow_mutations:

@@ -46,8 +46,9 @@ def check_shapes(params: dict[str, Any]) -> dict[str, Any]:
     for name in ("variables", "extensions"):
         if params.get(name) is not None and not isinstance(params[name], dict):
             raise HttpError(400, "BAD_REQUEST", f"{name} must be a JSON object")
-    if params.get("operationName") is not None and not isinstance(params["operationName"], str):
-        raise HttpError(400, "BAD_REQUEST", "operationName must be a string")
+    for name in ("operationName", "documentId"):
+        if params.get(name) is not None and not isinstance(params[name], str):
+            raise HttpError(400, "BAD_REQUEST", f"{name} must be a string")
     return params
 
 
