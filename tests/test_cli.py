@@ -183,3 +183,16 @@ def test_version_prints_the_package_version(env: dict[str, str]) -> None:
 
     result = run_cli(["--version"], env)
     assert (result.returncode, result.stdout) == (0, f"gql-api {version('gql-api')}\n")
+
+
+def test_package_refuses_a_bad_trusted_documents_manifest_before_building(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text('{"format": "apollo-persisted-query-manifest", "version": 7}')
+    output = tmp_path / "out.zip"
+    command = ["package", "lambda", "--trusted-documents", str(manifest), "-o", str(output)]
+    result = run_cli(command, env)
+    assert result.returncode == 2
+    assert "--trusted-documents" in result.stderr and str(manifest) in result.stderr
+    assert "version 1" in result.stderr and not output.exists()

@@ -79,11 +79,14 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     stale.write_text("raise SystemExit('stale')\n")
     stray.write_text("// not tracked by git\n")
     outputs = []
+    manifest = tmp_path_factory.mktemp("manifest") / "manifest.json"
+    manifest.write_text(json.dumps(TRUSTED_MANIFEST))
     try:
         # The second build from an environment that would scatter or rename bytecode.
         scattering = {"PYTHONPYCACHEPREFIX": str(first.parent / "elsewhere"), "PYTHONOPTIMIZE": "1"}
         for path, extra in ((first, {}), (second, scattering)):
             command = ["package", "lambda", "--python", "3.12", "-o", str(path)]
+            command += ["--trusted-documents", str(manifest)]
             result = run_cli(command, cli_env(**extra), 900)
             assert result.returncode == 0, result.stderr
             assert (
@@ -95,6 +98,14 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
         stale.unlink()
         stray.unlink()
     return first, second, outputs[0]
+
+
+TRUSTED_MANIFEST = {"f00d": "{ limits { maxTags } }"}  # GraphQL Code Generator's format
+
+
+def test_the_zip_carries_the_trusted_documents_at_its_root(built: tuple[Path, Path, str]) -> None:
+    with zipfile.ZipFile(built[0]) as archive:
+        assert json.loads(archive.read("trusted-documents.json")) == TRUSTED_MANIFEST
 
 
 def test_the_same_sources_give_the_same_bytes(built: tuple[Path, Path, str]) -> None:

@@ -53,6 +53,9 @@ SERVE_ONLY = ("uvicorn", "uvloop", "httptools")
 AWS_SERVICES = ("dynamodb", "s3", "sts")
 # GraphiQL's page and assets, in the package: in the zip only when asked for.
 GRAPHIQL_ASSETS = Path("gql_api/http/static/graphiql")
+# A trusted documents manifest goes at the package's root under this name: the platforms
+# start the function there, so GQL_API_TRUSTED_DOCUMENTS=trusted-documents.json finds it.
+TRUSTED_DOCUMENTS = "trusted-documents.json"
 # Written by pip for this machine or this checkout: not part of the function.
 _LEFT_OUT_NAMES = {"direct_url.json", "INSTALLER", "REQUESTED"}
 
@@ -100,6 +103,7 @@ def build_lambda_zip(
     arch: str = "x86_64",
     bytecode: bool = True,
     graphiql: bool = False,
+    trusted_documents: Path | None = None,
 ) -> Package:
     if arch not in PLATFORMS:
         raise PackagingError(f"--arch must be one of {', '.join(PLATFORMS)}")
@@ -109,11 +113,23 @@ def build_lambda_zip(
         code_root=LAMBDA_TASK_ROOT,
         max_unzipped=MAX_UNZIPPED_BYTES,
     )
-    return _build_zip(output, layout, python=python, bytecode=bytecode, graphiql=graphiql)
+    return _build_zip(
+        output,
+        layout,
+        python=python,
+        bytecode=bytecode,
+        graphiql=graphiql,
+        trusted_documents=trusted_documents,
+    )
 
 
 def build_azure_zip(
-    output: Path, *, python: str = "3.12", bytecode: bool = True, graphiql: bool = False
+    output: Path,
+    *,
+    python: str = "3.12",
+    bytecode: bool = True,
+    graphiql: bool = False,
+    trusted_documents: Path | None = None,
 ) -> Package:
     """The zip for Azure Functions' zip deploy (Linux x86_64, no remote build):
     ``function_app.py`` and ``host.json`` at its root, the dependencies where the
@@ -125,11 +141,24 @@ def build_azure_zip(
         site=AZURE_SITE_PACKAGES,
         root_files=AZURE_ROOT_FILES,
     )
-    return _build_zip(output, layout, python=python, bytecode=bytecode, graphiql=graphiql)
+    return _build_zip(
+        output,
+        layout,
+        python=python,
+        bytecode=bytecode,
+        graphiql=graphiql,
+        trusted_documents=trusted_documents,
+    )
 
 
 def _build_zip(
-    output: Path, layout: _Layout, *, python: str, bytecode: bool, graphiql: bool
+    output: Path,
+    layout: _Layout,
+    *,
+    python: str,
+    bytecode: bool,
+    graphiql: bool,
+    trusted_documents: Path | None = None,
 ) -> Package:
     root = project_root()
     compiler = find_python(python) if bytecode else None
@@ -168,6 +197,8 @@ def _build_zip(
             shutil.rmtree(site / GRAPHIQL_ASSETS, ignore_errors=True)
         for name in layout.root_files:
             shutil.copy2(source / name, target / Path(name).name)
+        if trusted_documents is not None:
+            (target / TRUSTED_DOCUMENTS).write_bytes(trusted_documents.read_bytes())
         _strip_shared_objects(target)
         compiled_with = None
         if compiler is not None:

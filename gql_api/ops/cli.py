@@ -223,6 +223,14 @@ def _zip_options(platform: str, output: str, pythons: tuple[str, ...]) -> Callab
             help=f"Ship GraphiQL's page and assets (off on {platform} unless "
             "GQL_API_GRAPHIQL=true).",
         ),
+        click.option(
+            "--trusted-documents",
+            "trusted_documents",
+            default=None,
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Ship this manifest of trusted documents (checked first) as "
+            "trusted-documents.json: set GQL_API_TRUSTED_DOCUMENTS=trusted-documents.json.",
+        ),
     ]
 
     def decorated(command: F) -> F:
@@ -242,12 +250,25 @@ def _zip_options(platform: str, output: str, pythons: tuple[str, ...]) -> Callab
     type=click.Choice(["x86_64", "arm64"]),
     help="Lambda's architecture.",
 )
-def package_lambda(python: str, arch: str, output: Path, bytecode: bool, graphiql: bool) -> None:
+def package_lambda(
+    python: str,
+    arch: str,
+    output: Path,
+    bytecode: bool,
+    graphiql: bool,
+    trusted_documents: Path | None,
+) -> None:
     """The function zip: gql-api with the aws extra, for the Lambda platform, reproducible."""
     packaging = _build_tools()
+    _check_manifest(trusted_documents)
     built = _built(
         lambda: packaging.build_lambda_zip(
-            output, python=python, arch=arch, bytecode=bytecode, graphiql=graphiql
+            output,
+            python=python,
+            arch=arch,
+            bytecode=bytecode,
+            graphiql=graphiql,
+            trusted_documents=trusted_documents,
         ),
         packaging,
     )
@@ -260,16 +281,35 @@ def package_lambda(python: str, arch: str, output: Path, bytecode: bool, graphiq
 
 @package.command("azure")
 @_zip_options("Azure Functions", "dist/gql-api-azure.zip", ("3.11", "3.12"))
-def package_azure(python: str, output: Path, bytecode: bool, graphiql: bool) -> None:
+def package_azure(
+    python: str, output: Path, bytecode: bool, graphiql: bool, trusted_documents: Path | None
+) -> None:
     """The zip for Azure Functions' zip deploy: gql-api with the azure extra, for Linux,
     function_app.py and host.json at its root, reproducible."""
     packaging = _build_tools()
+    _check_manifest(trusted_documents)
     _built(
         lambda: packaging.build_azure_zip(
-            output, python=python, bytecode=bytecode, graphiql=graphiql
+            output,
+            python=python,
+            bytecode=bytecode,
+            graphiql=graphiql,
+            trusted_documents=trusted_documents,
         ),
         packaging,
     )
+
+
+def _check_manifest(path: Path | None) -> None:
+    """A manifest the function could not read is refused before anything is built."""
+    if path is None:
+        return
+    from gql_api.http.trusted import ManifestError, TrustedDocuments
+
+    try:
+        TrustedDocuments.load(path, allow_introspection=False)
+    except ManifestError as error:
+        _fail(f"--trusted-documents: {error}")
 
 
 def _built(build: Callable[[], Any], packaging: Any) -> Any:
