@@ -63,6 +63,12 @@ $(LIVE_CLIENTS)/node_modules/.installed: $(LIVE_CLIENTS)/package-lock.json
 	npm ci --prefix $(LIVE_CLIENTS) --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Apollo Client and Apollo's manifest generator, driven by the trusted documents test.
+APOLLO_CLIENT := tests/apollo_client
+$(APOLLO_CLIENT)/node_modules/.installed: $(APOLLO_CLIENT)/package-lock.json
+	npm ci --prefix $(APOLLO_CLIENT) --no-audit --no-fund --loglevel=error
+	touch $@
+
 # Debian's nginx, the shared cache in front of `gql-api serve` in tests/test_cdn_cache.py:
 # the package unpacked, not installed, so no service starts and nothing binds port 80.
 NGINX := tests/cdn/nginx/usr/sbin/nginx
@@ -87,7 +93,8 @@ podman:
 
 unit: $(BIN)/.installed $(COSMOS_SERVER)/node_modules/.installed \
 		$(AZURITE)/node_modules/.installed $(GRAPHQL_HTTP)/node_modules/.installed \
-		$(LIVE_CLIENTS)/node_modules/.installed $(NGINX) chromium podman
+		$(LIVE_CLIENTS)/node_modules/.installed $(APOLLO_CLIENT)/node_modules/.installed \
+		$(NGINX) chromium podman
 	$(BIN)/pytest
 
 # schemathesis on every store for FUZZ_SECONDS each, with a new seed (printed) each time:
@@ -115,6 +122,8 @@ bench: bench-coldstart
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/sqlite_durability.py
 	$(BIN)/python bench/live_fanout.py
+	$(MAKE) $(NGINX)
+	$(BIN)/python bench/cdn_cache.py
 
 # Refresh GraphiQL and React (pinned in assets/graphiql/package.json) inside the package.
 graphiql-assets:

@@ -39,6 +39,7 @@ SLOW_MODULES = {
     "test_live_instances",
     "test_live_fuzz",
     "test_cdn_cache",
+    "test_trusted_clients",
 }
 
 
