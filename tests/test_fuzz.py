@@ -172,6 +172,57 @@ def test_generated_queries_and_mutations(server: tuple[str, str]) -> None:
         assert stored_nickname(url, "fuzzer") == tally.nicknames[-1]
 
 
+def selects_viewer(query: str) -> bool:
+    return any(
+        isinstance(node, graphql.FieldNode) and node.name.value == "viewer"
+        for node in _nodes(graphql.parse(query))
+    )
+
+
+def _nodes(node: Any) -> Iterator[Any]:
+    yield node
+    for key in node.keys:
+        value = getattr(node, key, None)
+        for child in value if isinstance(value, tuple | list) else [value]:
+            if isinstance(child, graphql.Node):
+                yield from _nodes(child)
+
+
+def test_generated_anonymous_gets_are_public_only_when_they_may_be(
+    server: tuple[str, str],
+) -> None:
+    """HTTP caching (README, "HTTP caching"): an anonymous GET is public only without
+    errors and without viewer, then its ETag answers 304; anything else is private."""
+    url, _ = server
+    strategy = from_schema(sdl(), fields=["posts", "post", "viewer", "profile", "limits"])
+    public = 0
+    with httpx.Client(base_url=url, timeout=30) as client:
+
+        @settings(
+            max_examples=EXAMPLES // 2,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
+        @given(query=strategy)
+        def send(query: str) -> None:
+            nonlocal public
+            answer = client.get("/graphql", params={"query": query})
+            assert answer.status_code < 500, answer.text[:500]
+            cache_control = answer.headers["cache-control"]
+            if not cache_control.startswith("public"):
+                assert cache_control == "private, no-store" and "etag" not in answer.headers
+                return
+            public += 1
+            assert "errors" not in answer.json() and not selects_viewer(query), query
+            etag = answer.headers["etag"]
+            again = client.get("/graphql", params={"query": query}, headers={"if-none-match": etag})
+            assert again.status_code == 304 and again.content == b"", query
+
+        send()
+    assert public > 0  # the property was tested on public answers, not only private ones
+
+
 def stored_nickname(url: str, user_id: str) -> str | None:
     with httpx.Client(base_url=url, timeout=30) as client:
         response = client.post(
