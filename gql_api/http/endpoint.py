@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import re
 import time
@@ -19,7 +18,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
 from graphql import OperationType
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -35,6 +33,7 @@ from gql_api.execution.executor import (
     internal_error,
     request_error,
 )
+from gql_api.execution.subscriptions import encoded
 from gql_api.http.caching import PRIVATE, VARY, CacheRules, etag_of, matches
 from gql_api.http.params import (
     GRAPHQL,
@@ -408,10 +407,7 @@ def _json(
     cache_control: str = PRIVATE,
     if_none_match: str | None = None,
 ) -> Response:
-    try:
-        content = orjson.dumps(body)
-    except TypeError:  # a lone surrogate echoed from the request: escape it
-        content = json.dumps(body, separators=(",", ":")).encode()
+    content = encoded(body)
     sent = {"X-Request-Id": request_id, "Cache-Control": cache_control, **(headers or {})}
     if cache_control != PRIVATE:  # public: validated by its ETag, kept per Accept
         sent |= {"ETag": etag_of(content), "Vary": VARY}
