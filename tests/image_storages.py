@@ -245,7 +245,8 @@ def record_requests(storage: ImageStorage, monkeypatch: pytest.MonkeyPatch) -> S
         def request(session: requests.Session, method: str, url: str, **kw: Any) -> Any:
             path, query = urlsplit(url).path, dict(parse_qsl(urlsplit(url).query))
             kind = "copy" if "/copyTo/" in path else "read" if method == "GET" else method
-            sent.append((kind, query))
+            if f"/b/{storage.bucket}/" in path:  # the bucket's calls, not auth's or others'
+                sent.append((kind, query))
             return original(session, method, url, **kw)
 
         monkeypatch.setattr(requests.Session, "request", request)
