@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -33,21 +32,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 # This script's folder is on sys.path when it runs: the request bench's page and seeding.
-from http_bench import PAGE, SECRET, cpu_seconds, seed  # noqa: E402
+from http_bench import PAGE, SECRET, WRK_DONE, cpu_seconds, seed, wrk_result  # noqa: E402
 
 from tests.helpers import NO_RATE_LIMITS, free_port  # noqa: E402
 from tests.servers import running  # noqa: E402
 from tests.test_cdn_cache import CONFIG, NGINX  # noqa: E402
 
-LUA = """
-wrk.headers["Accept"] = "application/json"
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT %d %d %.1f %.1f\\n", summary.requests,
-    summary.errors.status + summary.errors.connect + summary.errors.read
-    + summary.errors.write + summary.errors.timeout,
-    latency:percentile(50), latency:percentile(99)))
-end
-"""
+LUA = 'wrk.headers["Accept"] = "application/json"\n' + WRK_DONE
 SETUPS = ("direct", "cached")
 
 
@@ -104,16 +95,10 @@ def measure(folder: Path, setup: str, options: argparse.Namespace) -> dict[str, 
         output = subprocess.run([*load, target], capture_output=True, text=True, check=True)
         cpu = cpu_seconds(server.pid) - cpu_before
         passed_on = origin_requests(log) - before
-    match = re.search(r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+)", output.stdout)
-    if match is None:
-        raise SystemExit(f"wrk said: {output.stdout}")
-    requests, errors, p50, p99 = (float(g) for g in match.groups())
-    if errors:
-        raise SystemExit(f"{setup}: {errors:.0f} failed or non-2xx answers")
+    result = wrk_result(output.stdout, setup, options.seconds)
+    requests = result["requests"]
     return {
-        "rps": requests / options.seconds,
-        "p50_ms": p50 / 1000,
-        "p99_ms": p99 / 1000,
+        **result,
         "origin_share": passed_on / requests,
         "origin_cpu_ms": 1000 * cpu / requests,
     }

@@ -67,12 +67,8 @@ WORKLOADS: dict[str, tuple[str, dict[str, object]]] = {
     "create": (CREATE, {"content": "a new post", "tags": ["Bench", "new"]}),
     "fragments": (FRAGMENTS, {"first": 10, "tag": "t1"}),
 }
-LUA = """
-wrk.method = "POST"
-wrk.body = io.open(os.getenv("BENCH_REQUEST")):read("*a")
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Accept"] = "application/json"
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
+# wrk's report, one line that wrk_result reads.
+WRK_DONE = """
 done = function(summary, latency, requests)
   io.write(string.format("RESULT %d %d %.1f %.1f\\n", summary.requests,
     summary.errors.status + summary.errors.connect + summary.errors.read
@@ -80,6 +76,16 @@ done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(99)))
 end
 """
+LUA = (
+    """
+wrk.method = "POST"
+wrk.body = io.open(os.getenv("BENCH_REQUEST")):read("*a")
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Accept"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
+"""
+    + WRK_DONE
+)
 
 
 @dataclass(frozen=True)
@@ -224,17 +230,23 @@ def measure(
             [*load, f"{url}/graphql"], env=env, capture_output=True, text=True, check=True
         ).stdout
         cpu = cpu_seconds(server.pid) - cpu_before
+    result = wrk_result(output, f"{name} {workload}", options.seconds)
+    return {**result, "cpu_ms": 1000 * cpu / result["requests"]}
+
+
+def wrk_result(output: str, what: str, seconds: int) -> Result:
+    """Requests, req/s, p50 and p99 (ms) from WRK_DONE's line; none may have failed."""
     match = re.search(r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+)", output)
     if match is None:
         raise SystemExit(f"wrk said: {output}")
     requests, errors, p50, p99 = (float(g) for g in match.groups())
     if errors:
-        raise SystemExit(f"{name} {workload}: {errors:.0f} failed or non-2xx answers")
+        raise SystemExit(f"{what}: {errors:.0f} failed or non-2xx answers")
     return {
-        "rps": requests / options.seconds,
+        "requests": requests,
+        "rps": requests / seconds,
         "p50_ms": p50 / 1000,
         "p99_ms": p99 / 1000,
-        "cpu_ms": 1000 * cpu / requests,
     }
 
 
