@@ -108,8 +108,8 @@ def firestore_host() -> Iterator[str]:
         del os.environ["FIRESTORE_EMULATOR_HOST"]
 
 
-async def reset_firestore(host: str) -> None:
-    url = f"http://{host}/emulator/v1/projects/{FIRESTORE_PROJECT}/databases/(default)/documents"
+async def reset_firestore(host: str, project: str = FIRESTORE_PROJECT) -> None:
+    url = f"http://{host}/emulator/v1/projects/{project}/databases/(default)/documents"
     async with httpx.AsyncClient() as http:
         (await http.delete(url)).raise_for_status()
 

@@ -243,7 +243,7 @@ class PostService:
                 tags=current.tags if tags is None else tags,
                 image_keys=current.image_keys
                 if edit.image_keys is None
-                else check_image_keys(edit.image_keys, current.author_id, "input.imageKeys"),
+                else _checked_keys(edit.image_keys, current),
                 updated_at=self._now(),
             )
             return await self.store.update(current, changes)
@@ -252,8 +252,9 @@ class PostService:
 
             async def attach_new(current: PostRecord) -> None:
                 if edit.image_keys is not None:
-                    keys = check_image_keys(edit.image_keys, current.author_id, "input.imageKeys")
-                    await images.replace(current.image_keys, keys)
+                    await images.replace(
+                        current.image_keys, _checked_keys(edit.image_keys, current)
+                    )
 
             return await self._write(user, post_id, expected_version, attempt, attach_new)
 
@@ -392,6 +393,12 @@ def _signed_in(viewer: Identity | None) -> Identity:
     if viewer is None:
         raise Unauthenticated("sign in to do this: send Authorization: Bearer <token>")
     return viewer
+
+
+def _checked_keys(keys: Sequence[str], current: PostRecord) -> tuple[str, ...]:
+    """An edit's image keys: new ones as ``createUploadUrls`` hands out, the post's own
+    (a migrated post's legacy keys among them) kept as they are."""
+    return check_image_keys(keys, current.author_id, "input.imageKeys", kept=current.image_keys)
 
 
 def _not_found(post_id: str) -> PostNotFound:

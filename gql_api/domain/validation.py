@@ -113,9 +113,13 @@ def check_image_key_count(keys: Sequence[str], field: str) -> None:
         )
 
 
-def check_image_keys(keys: Sequence[str], author_id: str, field: str) -> tuple[str, ...]:
+def check_image_keys(
+    keys: Sequence[str], author_id: str, field: str, kept: Sequence[str] = ()
+) -> tuple[str, ...]:
     """Each key must be one ``createUploadUrls`` hands out to the post's author:
-    ``{author_id}/{22 random characters}.{png|jpg|webp|gif}``, also when an admin edits."""
+    ``{author_id}/{22 random characters}.{png|jpg|webp|gif}``, also when an admin edits.
+    A key the post already shows (``kept``) needs only the author's prefix: a migrated
+    post keeps the earlier service's keys of other forms (``gql-api migrate``)."""
     check_image_key_count(keys, field)
     prefix = f"{author_id}/"
     for index, key in enumerate(keys):
@@ -126,7 +130,7 @@ def check_image_keys(keys: Sequence[str], author_id: str, field: str) -> tuple[s
                 "show its author's uploads",
                 field=where,
             )
-        if not is_valid_image_key(key, author_id):
+        if key not in kept and not is_valid_image_key(key, author_id):
             raise BadUserInput(
                 f"{where} is not an image key createUploadUrls hands out: expected "
                 f"{prefix}<22 random characters>.<png|jpg|webp|gif>",
@@ -192,8 +196,11 @@ def check_user_id(user_id: str, field: str) -> str:
 
 
 # A post id is a random UUID's 32 lowercase hex digits (``new_post_id``), or one derived
-# from an idempotency key in the same form.
-_ISSUED_POST_ID = re.compile(r"[0-9a-f]{32}")
+# from an idempotency key in the same form; a post migrated from the earlier service keeps
+# its id, a UUID in its canonical hyphenated form.
+_ISSUED_POST_ID = re.compile(
+    r"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+)
 
 
 def new_post_id() -> str:
@@ -201,7 +208,8 @@ def new_post_id() -> str:
 
 
 def is_issued_post_id(post_id: str) -> bool:
-    """Ids this service could have issued; any other names no post, and no store is asked."""
+    """Ids this service could have issued or migrated; any other names no post, and no
+    store is asked."""
     return _ISSUED_POST_ID.fullmatch(post_id) is not None
 
 

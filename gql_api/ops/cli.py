@@ -10,6 +10,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from gql_api.ops.migration.command import migrate
 from gql_api.settings import Settings, SettingsError, load_settings
 
 
@@ -129,6 +130,9 @@ def schema() -> None:
     from gql_api.schema.root import sdl
 
     click.echo(sdl(), nl=False)
+
+
+main.add_command(migrate)
 
 
 @main.command()

@@ -24,7 +24,7 @@ from gql_api.images import new_image_key
 from gql_api.settings import Settings
 from gql_api.stores.base import PageQuery, PostStore
 from gql_api.stores.memory import MemoryStore
-from tests.helpers import ADMIN, ALICE, BOB, StepClock
+from tests.helpers import ADMIN, ALICE, BOB, StepClock, record
 
 
 async def alice_post(service: PostService, **values: object) -> str:
@@ -316,6 +316,31 @@ async def test_admin_edit_keeps_image_keys_under_the_author(service: PostService
     with pytest.raises(BadUserInput) as raised:
         await service.update_post(ADMIN, post_id, PostEdit(image_keys=[png_key()]))
     assert raised.value.extensions["field"] == "input.imageKeys"
+
+
+async def test_a_migrated_post_keeps_its_legacy_keys_and_takes_new_ones_strictly(
+    service: PostService, store: PostStore
+) -> None:
+    legacy = ("alice/2023/cat photo.jpg", "alice/x.png")  # the earlier service's forms
+    migrated = dataclasses.replace(
+        record(post_id="0f8c1c3e-5d0a-4e7b-9a4e-2f1d3c4b5a69"), image_keys=legacy
+    )
+    await store.create(migrated)
+    assert await service.get_post(migrated.id) == migrated  # its UUID id is served
+    kept = await service.update_post(ALICE, migrated.id, PostEdit(image_keys=legacy[::-1]))
+    assert kept.image_keys == legacy[::-1] and kept.version == 2
+    fewer = await service.update_post(ALICE, migrated.id, PostEdit(image_keys=legacy[1:]))
+    assert fewer.image_keys == legacy[1:]
+    for keys, where in (
+        ([*legacy[1:], "alice/2024/dog.jpg"], "input.imageKeys[1]"),  # new: the strict form
+        (["alice/2023/cat photo.jpg"], "input.imageKeys[0]"),  # dropped, so new again
+        ([*legacy[1:], "bob/x.png"], "input.imageKeys[1]"),
+    ):
+        with pytest.raises(BadUserInput) as raised:
+            await service.update_post(ALICE, migrated.id, PostEdit(image_keys=keys))
+        assert raised.value.extensions["field"] == where
+    edited = await service.update_post(ALICE, migrated.id, PostEdit(content="edited"))
+    assert edited.image_keys == legacy[1:]  # an edit that leaves them keeps them
 
 
 async def test_invalid_update_changes_nothing(service: PostService) -> None:

@@ -4,6 +4,8 @@ in tests/test_properties_validation.py try arbitrary text.)"""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from gql_api.domain.validation import (
@@ -69,4 +71,9 @@ def test_user_ids_and_post_ids() -> None:
     issued = new_post_id()
     assert is_issued_post_id(issued) and issued != new_post_id()
     for other in ("a/b", issued.upper(), issued + "0", "", "../" + issued[3:]):
+        assert not is_issued_post_id(other)
+    # A post migrated from the earlier service keeps its id: a UUID, hyphenated.
+    legacy = str(uuid.UUID(issued))
+    assert is_issued_post_id(legacy)
+    for other in (legacy.upper(), legacy + "0", legacy.replace("-", "_"), "{" + legacy + "}"):
         assert not is_issued_post_id(other)

@@ -1,0 +1,102 @@
+"""`gql-api migrate`'s refusals, before it reads anything: options of another source,
+a target that is the source itself, a checkpoint of another migration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import cli_env, run_cli
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--from", "firestore", "--table", "t"], "--table: not an option of --from firestore"),
+        (["--from", "dynamodb", "--project", "p", "--table", "t"], "--project: not an option"),
+        (["--from", "dynamodb"], "needs --table"),
+        (["--from", "cosmos", "--url", "https://x.example"], "needs --url and --database"),
+        (["--from", "dynamodb", "--table", "t", "--dry-run", "--verify"], "nothing to --verify"),
+        (["--from", "oracle"], "Invalid value for '--from'"),
+        (["--from", "dynamodb", "--table", "t", "--rate", "-1"], "Invalid value for '--rate'"),
+    ],
+)
+def test_options_that_do_not_fit_are_refused_by_name(args: list[str], words: str) -> None:
+    answer = run_cli(["migrate", *args], cli_env())
+    assert answer.returncode == 2 and words in answer.stderr, answer.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "words"),
+    [
+        # The earlier service's POSTS_TABLE_NAME is GQL_API_DYNAMODB_TABLE's fallback.
+        (
+            {"GQL_API_STORE": "dynamodb", "POSTS_TABLE_NAME": "legacy"},
+            ["--from", "dynamodb", "--table", "legacy"],
+            "legacy",
+        ),
+        (
+            {"GQL_API_STORE": "firestore", "GQL_API_FIRESTORE_PROJECT": "demo-p"},
+            ["--from", "firestore", "--project", "demo-p"],
+            "GQL_API_FIRESTORE_PREFIX",
+        ),
+        (
+            {
+                "GQL_API_STORE": "cosmos",
+                "GQL_API_COSMOS_URL": "https://acct.documents.azure.com:443/",
+                "GQL_API_COSMOS_DATABASE": "legacy",
+            },
+            [
+                "--from",
+                "cosmos",
+                "--url",
+                "https://acct.documents.azure.com:443/",
+                "--key",
+                "k",
+                "--database",
+                "legacy",
+            ],
+            "legacy",
+        ),
+    ],
+)
+def test_a_target_that_is_the_source_is_refused_before_anything_is_read(
+    env: dict[str, str], args: list[str], words: str
+) -> None:
+    answer = run_cli(["migrate", *args], cli_env(**env), timeout=30)
+    assert answer.returncode == 2, answer.stderr
+    assert "the target is the source" in answer.stderr and words in answer.stderr
+
+
+def test_a_checkpoint_of_another_migration_is_refused(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "c.json"
+    checkpoint.write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "source": "elsewhere",
+                "target": "sqlite x",
+                "phase": "posts",
+                "position": None,
+                "report_bytes": 0,
+                "counts": {k: {} for k in ("posts", "profiles")},
+            }
+        )
+    )
+    env = cli_env(GQL_API_SQLITE_PATH=str(tmp_path / "db" / "gql-api.db"))
+    args = [
+        "migrate",
+        "--from",
+        "firestore",
+        "--project",
+        "demo-x",
+        "--checkpoint",
+        str(checkpoint),
+    ]
+    answer = run_cli(args, dict(env, FIRESTORE_EMULATOR_HOST="127.0.0.1:9"), timeout=60)
+    assert answer.returncode == 2 and "another migration" in answer.stderr, answer.stderr
+    checkpoint.write_text("{not json")
+    answer = run_cli(args, dict(env, FIRESTORE_EMULATOR_HOST="127.0.0.1:9"), timeout=60)
+    assert answer.returncode == 2 and "not a gql-api migrate checkpoint" in answer.stderr
