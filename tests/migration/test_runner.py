@@ -266,3 +266,13 @@ async def test_verify_compares_every_field_and_names_the_ones_that_differ(
     assert not found.ok
     assert (found.tallies["posts"].different, found.tallies["posts"].missing) == (1, 1)
     assert any("differs in tags" in line for line in found.mismatches)
+
+
+async def test_the_rate_limit_holds_items_to_their_rate() -> None:
+    import time
+
+    calls = Calls(CallOptions(rate=40))
+    started = time.monotonic()
+    for _ in range(80):  # a second's burst, then 40 a second
+        await calls.item()
+    assert time.monotonic() - started >= 0.9  # a lower bound: the limit, not a speed

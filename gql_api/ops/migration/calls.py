@@ -35,8 +35,9 @@ class CallOptions:
 
 
 class Calls:
-    def __init__(self, options: CallOptions) -> None:
+    def __init__(self, options: CallOptions, notice: Callable[[str], None] | None = None) -> None:
         self.options = options
+        self._notice = notice  # told of each retry, in a line
         self.retries = 0  # calls tried again, for the summary
         rate = options.rate
         # A bucket of one second's items: a burst never exceeds the rate over a second.
@@ -77,3 +78,10 @@ class Calls:
 
     def _count(self, state: RetryCallState) -> None:
         self.retries += 1
+        if self._notice is not None and state.outcome is not None:
+            error = state.outcome.exception()
+            pause = state.next_action.sleep if state.next_action else 0.0
+            self._notice(
+                f"{str(error) or type(error).__name__}; trying again in {pause:.1f} s "
+                f"(attempt {state.attempt_number + 1} of {self.options.attempts})"
+            )

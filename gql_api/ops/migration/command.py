@@ -182,7 +182,8 @@ def _run(
             rate=options["rate"],
             timeout=max(settings.store_timeout * 2, 10.0),
             page_size=options["page_size"],
-        )
+        ),
+        notice=lambda line: click.echo(f"gql-api migrate: {line}", err=True),
     )
     progress = BarProgress()
 
@@ -244,7 +245,8 @@ def _run(
     except (SourceUnavailable, DatabaseUnavailable, TimeoutError) as error:
         progress.finish()
         _fail(
-            f"stopped: {error or 'a call timed out'} (tried {calls.options.attempts} times); "
+            f"stopped: {str(error) or 'a call timed out'} (tried {calls.options.attempts} "
+            "times); "
             f"the place is kept in {checkpoint}: run again to go on",
             1,
         )

@@ -48,7 +48,7 @@ class DynamoDBSource:
         endpoint_url: str | None = None,
         region: str | None = None,
         timeout: float = 10.0,
-        max_attempts: int = 10,
+        max_attempts: int = 3,
     ) -> None:
         self.table = table
         self.endpoint_url = endpoint_url
