@@ -116,6 +116,7 @@ class Report:
         # after a crash lists its rows anew, not twice.
         self._file = path.open("ab")
         self._file.truncate(min(keep_bytes, self._file.seek(0, os.SEEK_END)))
+        self._file.seek(0, os.SEEK_END)  # where appending goes on, and what tell() says
 
     def write(self, findings: Iterable[Finding]) -> None:
         for finding in findings:

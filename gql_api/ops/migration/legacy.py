@@ -39,6 +39,7 @@ from gql_api.ops.migration.sources import Kind, LegacyRow
 # The longest object name every cloud takes (S3, Cloud Storage, Azure Blob), in bytes.
 MAX_IMAGE_KEY_BYTES = 1024
 _EPOCH = datetime.fromtimestamp(0, UTC)
+MAX_REASON = 300  # characters of a finding's reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +89,10 @@ def convert(kind: Kind, row: LegacyRow) -> Converted:
         else:
             record = _profile(row.data)
     except _Refused as refused:
-        finding = Finding(kind, row.ref, refused.rule, refused.reason, post_id=shown_id)
+        finding = Finding(kind, row.ref, refused.rule, _short(refused.reason), post_id=shown_id)
         return Converted(None, (finding,))
     findings = tuple(
-        Finding(kind, row.ref, rule, reason, repaired=True, post_id=shown_id)
+        Finding(kind, row.ref, rule, _short(reason), repaired=True, post_id=shown_id)
         for rule, reason in repairs
     )
     return Converted(record, findings)
@@ -100,7 +101,7 @@ def convert(kind: Kind, row: LegacyRow) -> Converted:
 def _post(data: Mapping[str, Any], repairs: list[tuple[str, str]]) -> PostRecord:
     post_id = _required_text(data, "postId")
     if not is_issued_post_id(post_id):
-        raise _Refused("bad_id", f"postId {post_id[:64]!r} is not a UUID (lower-case hex)")
+        raise _Refused("bad_id", f"postId {_shown(post_id)} is not a UUID (lower-case hex)")
     author_id = _user_id(data)
     content = _required_text(data, "content")
     try:
@@ -194,8 +195,8 @@ def _image_keys(
         ):
             raise _Refused(
                 "bad_image_key",
-                f"imageKeys[{index}] {key[:100]!r} is not an object under the author's "
-                f"prefix {prefix!r}: a post may only show its author's uploads",
+                f"imageKeys[{index}] {_shown(key)} is not an object under the author's "
+                f"prefix {_shown(prefix)}: a post may only show its author's uploads",
             )
     return tuple(unique)
 
@@ -238,13 +239,26 @@ def _time(data: Mapping[str, Any], name: str, *, required: bool) -> datetime | N
         raise _Refused("bad_time", f"{name} is {_shown(value)}, not an ISO 8601 time")
     if moment.tzinfo is None:  # the earlier service wrote UTC, with or without an offset
         moment = moment.replace(tzinfo=UTC)
-    # In UTC, and a plain datetime (Firestore's subclass carries nanoseconds).
-    return _EPOCH + (moment - _EPOCH)
+    try:
+        # In UTC, and a plain datetime (Firestore's subclass carries nanoseconds).
+        return _EPOCH + (moment - _EPOCH)
+    except OverflowError:  # within years 1-9999 only before its offset
+        raise _Refused(
+            "bad_time", f"{name} {_shown(value)} is past year 9999 or before 1 in UTC"
+        ) from None
 
 
 def _shown(value: object) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int of over 4,300 digits has no repr
+        return "a number of over 4,300 digits"
     return text if len(text) <= 64 else text[:61] + "..."
+
+
+def _short(reason: str) -> str:
+    """A finding's reason on one short line, whatever the row held."""
+    return reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 3] + "..."
 
 
 def record_key(record: PostRecord | ProfileRecord) -> str:

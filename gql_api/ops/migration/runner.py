@@ -75,7 +75,8 @@ class Migration:
         self.strict = strict
         self.dry_run = dry_run
         self._writers = asyncio.Semaphore(concurrency)
-        self._seen: set[str] = set()  # a dry run's ids, as the target would have them
+        # A dry run's records as the target would have them by then: key -> hash.
+        self._seen: dict[str, int] = {}
         self._shown: list[Finding] = []
 
     async def run(self) -> Outcome:
@@ -185,12 +186,15 @@ class Migration:
             await self.calls.item()
             if self.dry_run:
                 return await self._dry_post(record)
-            tries = 0
+            unanswered = False  # a try cut off by its time bound: it may have been written
 
             async def create() -> None:
-                nonlocal tries
-                tries += 1
-                await self.store.create(record)
+                nonlocal unanswered
+                try:
+                    await self.store.create(record)
+                except asyncio.CancelledError:
+                    unanswered = True
+                    raise
 
             try:
                 await self.calls(create)
@@ -199,14 +203,15 @@ class Migration:
                 stored = await self.calls(lambda: self.store.get(record.id))
                 if stored != record:
                     return "duplicate"
-                # Found as written after a retry: this run's own write, whose answer was lost.
-                return "written" if tries > 1 else "already"
+                # After a try that got no answer, most likely this run's own write; after
+                # a refusal (throttled), one made before.
+                return "written" if unanswered else "already"
 
     async def _dry_post(self, record: PostRecord) -> str:
         if record.id in self._seen:
-            return "duplicate"
-        self._seen.add(record.id)
+            return "already" if self._seen[record.id] == hash(record) else "duplicate"
         stored = await self.calls(lambda: self.store.get(record.id))
+        self._seen[record.id] = hash(record if stored is None else stored)
         if stored is None:
             return "written"
         return "already" if stored == record else "duplicate"
@@ -218,12 +223,14 @@ class Migration:
 
         async def put(profile: ProfileRecord) -> str:
             there = stored.get(profile.user_id)
-            if there is not None or (self.dry_run and profile.user_id in self._seen):
+            if there is not None:
                 return "already" if there == profile else "duplicate"
+            if self.dry_run and profile.user_id in self._seen:
+                return "already" if self._seen[profile.user_id] == hash(profile) else "duplicate"
             async with self._writers:
                 await self.calls.item()
                 if self.dry_run:
-                    self._seen.add(profile.user_id)
+                    self._seen[profile.user_id] = hash(profile)
                 else:
                     await self.calls(lambda: self.store.put_profile(profile))
             return "written"
