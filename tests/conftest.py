@@ -40,6 +40,7 @@ SLOW_MODULES = {
     "test_live_fuzz",
     "test_cdn_cache",
     "test_trusted_clients",
+    "test_properties_runs",
 }
 
 

@@ -138,6 +138,10 @@ async def seed_dynamodb(
                 }
             ],
         )
+        # A real DynamoDB (and dynalite) creates the table in the background.
+        await client.get_waiter("table_exists").wait(
+            TableName=table, WaiterConfig={"Delay": 0.2, "MaxAttempts": 150}
+        )
         for start in range(0, len(items), 25):
             pending: Any = {table: [{"PutRequest": {"Item": i}} for i in items[start : start + 25]]}
             while pending:
