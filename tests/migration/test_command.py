@@ -4,6 +4,8 @@ a target that is the source itself, a checkpoint of another migration."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,32 @@ def test_a_checkpoint_of_another_migration_is_refused(tmp_path: Path) -> None:
     checkpoint.write_text("{not json")
     answer = run_cli(args, dict(env, FIRESTORE_EMULATOR_HOST="127.0.0.1:9"), timeout=60)
     assert answer.returncode == 2 and "not a gql-api migrate checkpoint" in answer.stderr
+
+
+def test_a_missing_sdk_is_named_with_the_extra_that_brings_it(tmp_path: Path) -> None:
+    blocked = "import sys; sys.modules['aioboto3'] = None; from gql_api.ops.cli import main; main()"
+    args = ["migrate", "--from", "dynamodb", "--table", "legacy", "--region", "us-east-1"]
+    env = cli_env(GQL_API_SQLITE_PATH=str(tmp_path / "db" / "gql-api.db"))
+    answer = subprocess.run(
+        [sys.executable, "-c", blocked, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert answer.returncode == 2, answer.stderr
+    assert "aioboto3 is missing" in answer.stderr and "gql-api[aws]" in answer.stderr
+    assert "Traceback" not in answer.stderr
+
+
+def test_a_report_that_cannot_be_written_is_named(tmp_path: Path) -> None:
+    wall = tmp_path / "a-file"
+    wall.write_text("")
+    env = cli_env(GQL_API_SQLITE_PATH=str(tmp_path / "db" / "gql-api.db"))
+    report = str(wall / "report.jsonl")  # under a file: no directory can be made
+    args = ["migrate", "--from", "firestore", "--project", "demo-x", "--report", report]
+    args += ["--checkpoint", str(tmp_path / "c.json")]
+    answer = run_cli(args, dict(env, FIRESTORE_EMULATOR_HOST="127.0.0.1:9"), timeout=60)
+    assert answer.returncode == 2 and "cannot write" in answer.stderr, answer.stderr
+    assert "Traceback" not in answer.stderr

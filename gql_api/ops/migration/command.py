@@ -242,6 +242,16 @@ def _run(
         _fail(f"--strict: stopped at {stop}; nothing after it was written (see {report})", 1)
     except CheckpointError as error:
         _fail(str(error))
+    except OSError as error:
+        if error.filename is None:  # not a file's: a connection's, say
+            raise
+        _fail(f"cannot write {error.filename}: {error.strerror or error}")
+    except ImportError as error:  # each cloud's SDK is an extra of the package
+        _fail(
+            f"the Python package {error.name or error} is missing: install gql-api with the "
+            "extra of each cloud it reads or writes: pip install 'gql-api[aws]' (DynamoDB), "
+            "'gql-api[gcp]' (Firestore), 'gql-api[azure]' (Cosmos DB)"
+        )
     except (SourceUnavailable, DatabaseUnavailable, TimeoutError) as error:
         progress.finish()
         _fail(
