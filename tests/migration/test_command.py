@@ -131,3 +131,11 @@ def test_a_report_that_cannot_be_written_is_named(tmp_path: Path) -> None:
     answer = run_cli(args, dict(env, FIRESTORE_EMULATOR_HOST="127.0.0.1:9"), timeout=60)
     assert answer.returncode == 2 and "cannot write" in answer.stderr, answer.stderr
     assert "Traceback" not in answer.stderr
+
+
+def test_a_variable_of_another_source_left_set_is_no_foreign_option() -> None:
+    env = cli_env(GQL_API_MIGRATE_COSMOS_KEY="k", GQL_API_MIGRATE_TABLE="legacy")
+    answer = run_cli(["migrate", "--from", "firestore", "--table", "t"], env)
+    assert "--table: not an option" in answer.stderr  # given on the command line: refused
+    answer = run_cli(["migrate", "--from", "cosmos", "--url", "https://x.example"], env)
+    assert answer.returncode == 2 and "needs --url and --database" in answer.stderr

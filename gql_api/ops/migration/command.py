@@ -106,9 +106,10 @@ def migrate(source_name: str, **options: Any) -> None:
 
 
 def _set(options: dict[str, Any], name: str) -> bool:
-    value = options[name]
-    defaults = {"posts": "posts", "profiles": "profiles"}
-    return bool(value) and value != defaults.get(name)
+    """Whether the option was given on the command line (not a default, nor a variable
+    of another source's, such as GQL_API_MIGRATE_COSMOS_KEY left set)."""
+    source = click.get_current_context().get_parameter_source(name)
+    return bool(options[name]) and source is click.core.ParameterSource.COMMANDLINE
 
 
 def _source(name: str, options: dict[str, Any], settings: Settings) -> LegacySource:
