@@ -10,6 +10,7 @@ from gql_api.images import (
     CONTENT_TYPES,
     ImageInputError,
     content_type_of,
+    is_issued_image_key,
     is_valid_image_key,
     new_image_key,
     open_image_storage,
@@ -304,3 +305,15 @@ def test_no_delegation_key_is_asked_for_urls_it_could_not_cover() -> None:
     AzureBlobImageStorage(
         "images", connection_string="AccountName=a;AccountKey=a2V5", read_ttl=timedelta(days=7)
     )
+
+
+def test_an_issued_key_is_told_from_a_legacy_one_whoever_owns_it() -> None:
+    assert is_issued_image_key(new_image_key("bob", "image/png"))
+    for legacy in (
+        "bob/photos/cat.jpg",
+        "bob/cat.jpg",
+        "bob",
+        "/x.png",
+        "a/b/" + "c" * 22 + ".png",
+    ):
+        assert not is_issued_image_key(legacy)

@@ -6,7 +6,8 @@ pending upload (side by side, one storage call each): it must exist, hold at mos
 ``max_bytes`` and have its extension's content type; then each is copied to its key
 inside the storage (side by side again), conditional on being the very upload
 inspected. After a successful write the pending uploads are discarded and the images
-the post no longer shows (``dropped``) deleted; after a failed one the copies made
+the post no longer shows (``dropped``) deleted (but for a migrated post's legacy keys,
+which the earlier service let posts share); after a failed one the copies made
 are deleted, so nothing is left half-written. Both clean-ups are best effort: a
 failure is logged, never the mutation's (a lifecycle rule on ``uploads/`` removes
 pending uploads anyway).
@@ -21,7 +22,13 @@ from types import TracebackType
 from typing import Protocol, Self, TypeVar
 
 from gql_api.errors import BadUserInput, StoreUnavailableError
-from gql_api.images import ImageObject, ImageStorage, NotAttachable, content_type_of
+from gql_api.images import (
+    ImageObject,
+    ImageStorage,
+    NotAttachable,
+    content_type_of,
+    is_issued_image_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +69,9 @@ class ImageAttachments:
                 await self._best_effort(
                     "discard pending uploads", images.discard_pending, self.claimed
                 )
-                await self._best_effort("delete dropped images", images.delete, self.dropped)
+                # A migrated post's legacy keys stay: the earlier service let posts share one.
+                dropped = [key for key in self.dropped if is_issued_image_key(key)]
+                await self._best_effort("delete dropped images", images.delete, dropped)
             elif not isinstance(error, StoreUnavailableError):
                 await self._best_effort("undo attached images", images.delete)
             # STORE_UNAVAILABLE: the write may have been stored after all, so its images

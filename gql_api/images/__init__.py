@@ -23,6 +23,7 @@ from gql_api.images.keys import (
     CONTENT_TYPES,
     ImageInputError,
     content_type_of,
+    is_issued_image_key,
     is_valid_image_key,
     new_image_key,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "NotAttachable",
     "UploadUrl",
     "content_type_of",
+    "is_issued_image_key",
     "is_valid_image_key",
     "new_image_key",
     "open_image_storage",

@@ -60,6 +60,14 @@ def new_image_key(user_id: str, content_type: str) -> str:
     return f"{user_id}/{secrets.token_urlsafe(RANDOM_BYTES)}.{extension}"
 
 
+def is_issued_image_key(key: str) -> bool:
+    """Whether ``key`` has the form ``new_image_key`` hands out, to whichever user: only
+    such a key names an image no other post shows (a migrated post's legacy key may be
+    shared by several of the earlier service's posts)."""
+    user_id, slash, _ = key.partition("/")
+    return bool(slash) and is_valid_image_key(key, user_id)
+
+
 def is_valid_image_key(key: str, author_id: str) -> bool:
     """Whether ``key`` is of the form ``new_image_key`` hands out to ``author_id``."""
     try:

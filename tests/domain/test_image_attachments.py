@@ -63,13 +63,24 @@ async def write_failing(storage: Storage, error: Exception) -> None:
         raise error
 
 
+OLD = "alice/" + "o" * 22 + ".png"  # of the form createUploadUrls hands out
+
+
 async def test_a_successful_write_attaches_then_discards_uploads_and_drops_old_images() -> None:
     storage = Storage({"alice/new.png": PNG})
     async with attachments(storage) as images:
-        await images.replace(["alice/old.png"], ["alice/new.png"])
+        await images.replace([OLD], ["alice/new.png"])
     assert storage.attached == ["alice/new.png"]
     assert storage.discarded == ["alice/new.png"]
-    assert storage.deleted == ["alice/old.png"]
+    assert storage.deleted == [OLD]
+
+
+async def test_a_legacy_key_dropped_from_a_migrated_post_is_not_deleted() -> None:
+    # The earlier service let several posts show one object: it may still be shown.
+    storage = Storage({})
+    async with attachments(storage) as images:
+        images.dropped = ["alice/photos/cat.jpg", OLD, "alice/" + "o" * 21 + ".png"]
+    assert storage.deleted == [OLD]
 
 
 async def test_keys_already_on_the_post_are_not_copied_again() -> None:
