@@ -15,7 +15,7 @@ migrate --rate 0` runs as a subprocess, as an operator runs it:
 Each step's seconds are the subprocess's wall clock (its start and imports included),
 its peak RSS from `/usr/bin/time -v`. The summary it prints is checked: written ==
 the valid rows, verify says "verified". The baseline, in the same run: a bare read of
-every legacy row through the same source class in this process (its `pages()`, no
+every legacy row through the same source class in this process (`page()` after `page()`, no
 conversion, no writes; the faster of two reads). Servers run on core 0, this script,
 the migrations and the bare reads on core 1 (when there are 2 cores).
 
@@ -151,8 +151,12 @@ async def bare_read(source: LegacySource) -> tuple[int, float]:
     try:
         rows, started = 0, time.perf_counter()
         for kind in Kind:
-            async for page in source.pages(kind, None, PAGE):
+            position: str | None = None
+            while True:
+                page = await source.page(kind, position, PAGE)
                 rows += len(page.rows)
+                if (position := page.position) is None:
+                    break
         return rows, time.perf_counter() - started
     finally:
         await source.close()
@@ -280,7 +284,7 @@ def bench(
         )
         reads = [asyncio.run(bare_read(legacy.source)) for _ in range(2)]
         rows, baseline = min(reads, key=lambda r: r[1])
-        steps = [Step(f"{name}: bare read (pages(), in process)", rows, baseline)]
+        steps = [Step(f"{name}: bare read (page() after page(), in process)", rows, baseline)]
         for target in targets:
             store = legacy.same
             if target == "sqlite":

@@ -103,7 +103,11 @@ async def legacy(request: pytest.FixtureRequest) -> AsyncIterator[Legacy]:
 
 
 async def _read(source: LegacySource, kind: Kind, after: str | None, size: int) -> list[LegacyPage]:
-    return [page async for page in source.pages(kind, after, size)]
+    """Every page from ``after`` on."""
+    pages = [await source.page(kind, after, size)]
+    while (position := pages[-1].position) is not None:
+        pages.append(await source.page(kind, position, size))
+    return pages
 
 
 def _key(kind: Kind, row: dict[str, Any]) -> str:

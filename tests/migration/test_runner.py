@@ -56,17 +56,13 @@ class ListSource:
     async def count(self, kind: Kind) -> int:
         return len(self.rows[kind])
 
-    async def pages(
-        self, kind: Kind, after: str | None, size: int
-    ) -> AsyncGenerator[LegacyPage, None]:
+    async def page(self, kind: Kind, after: str | None, size: int) -> LegacyPage:
         start = 0 if after is None else int(after)
         rows = self.rows[kind]
-        while start < len(rows):
-            self.reads += 1
-            end = min(start + size, len(rows))
-            page = [LegacyRow(str(i), rows[i]) for i in range(start, end)]
-            yield LegacyPage(page, None if end == len(rows) else str(end))
-            start = end
+        self.reads += 1
+        end = min(start + size, len(rows))
+        page = [LegacyRow(str(i), rows[i]) for i in range(start, end)]
+        return LegacyPage(page, None if end == len(rows) else str(end))
 
 
 class Quiet:

@@ -63,18 +63,9 @@ class Calls:
                     return await make()
         raise AssertionError("unreachable: tenacity reraises the last error")
 
-    async def page(self, source: LegacySource, kind: Kind, after: str | None) -> LegacyPage | None:
-        """The source's page after ``after`` (None: there is none): one query each, so a
-        retry starts again from the same place."""
-
-        async def first() -> LegacyPage | None:
-            pages = source.pages(kind, after, self.options.page_size)
-            try:
-                return await anext(pages, None)
-            finally:
-                await pages.aclose()
-
-        return await self(first)
+    async def page(self, source: LegacySource, kind: Kind, after: str | None) -> LegacyPage:
+        """The source's page after ``after``, a page of the configured size."""
+        return await self(lambda: source.page(kind, after, self.options.page_size))
 
     def _count(self, state: RetryCallState) -> None:
         self.retries += 1

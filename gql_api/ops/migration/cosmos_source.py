@@ -8,7 +8,7 @@ position is the last id read.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +18,8 @@ from gql_api.ops.migration.sources import (
     LegacyRow,
     SourceUnavailable,
     decode_position,
-    encode_position,
     normal_url,
+    page_of,
 )
 from gql_api.settings import Settings
 
@@ -114,27 +114,19 @@ class CosmosSource:
             # One value; summed all the same, in case a partial count per range comes back.
             return sum([int(value) async for value in counts])
 
-    async def pages(
-        self, kind: Kind, after: str | None, size: int
-    ) -> AsyncGenerator[LegacyPage, None]:
+    async def page(self, kind: Kind, after: str | None, size: int) -> LegacyPage:
         last = None if after is None else _item_id(decode_position(kind, after))
-        while True:
-            # One item past the page (TOP size + 1): the last page knows it is the last.
-            where, parameters = ("", []) if last is None else ("WHERE c.id > @after ", [last])
-            sql = f"SELECT TOP {int(size) + 1} * FROM c {where}ORDER BY c.id"  # noqa: S608 - an int, a fixed clause
-            with self._reading(kind) as container:
-                found = container.query_items(
-                    sql,
-                    parameters=[{"name": "@after", "value": v} for v in parameters],
-                    max_item_count=size + 1,
-                )
-                items = [item async for item in found]
-            rows = [LegacyRow(str(item["id"]), _plain(item)) for item in items[:size]]
-            if len(items) <= size:
-                yield LegacyPage(rows, None)
-                return
-            last = rows[-1].ref
-            yield LegacyPage(rows, encode_position(kind, last))
+        # One item past the page (TOP size + 1): the last page knows it is the last.
+        where, parameters = ("", []) if last is None else ("WHERE c.id > @after ", [last])
+        sql = f"SELECT TOP {int(size) + 1} * FROM c {where}ORDER BY c.id"  # noqa: S608 - an int, a fixed clause
+        with self._reading(kind) as container:
+            found = container.query_items(
+                sql,
+                parameters=[{"name": "@after", "value": v} for v in parameters],
+                max_item_count=size + 1,
+            )
+            items = [item async for item in found]
+        return page_of(kind, [LegacyRow(str(item["id"]), _plain(item)) for item in items], size)
 
     @contextmanager
     def _reading(self, kind: Kind) -> Iterator[ContainerProxy]:

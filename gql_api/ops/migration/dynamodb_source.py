@@ -8,7 +8,7 @@ profiles at ``PK="PROFILES"`` with ``SK=<userId>``. A page is one Query on the p
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +18,8 @@ from gql_api.ops.migration.sources import (
     LegacyRow,
     SourceUnavailable,
     decode_position,
-    encode_position,
     normal_url,
+    page_of,
 )
 from gql_api.settings import Settings
 
@@ -110,24 +110,16 @@ class DynamoDBSource:
                     return total
                 request["ExclusiveStartKey"] = last
 
-    async def pages(
-        self, kind: Kind, after: str | None, size: int
-    ) -> AsyncGenerator[LegacyPage, None]:
+    async def page(self, kind: Kind, after: str | None, size: int) -> LegacyPage:
         key = None if after is None else decode_position(kind, after)
         if key is not None and len(key.encode()) > 1024:  # longer than any sort key
             raise ValueError(f"not a DynamoDB sort key: {key[:40]!r}...")
-        while True:
-            # One row past the page: the last page knows it is the last.
-            items = await self._read(kind, key, size + 1)
-            rows = [
-                LegacyRow(item["SK"]["S"], {k: _plain(v) for k, v in item.items() if k not in KEYS})
-                for item in items[:size]
-            ]
-            if len(items) <= size:
-                yield LegacyPage(rows, None)
-                return
-            key = rows[-1].ref
-            yield LegacyPage(rows, encode_position(kind, key))
+        items = await self._read(kind, key, size + 1)
+        rows = [
+            LegacyRow(item["SK"]["S"], {k: _plain(v) for k, v in item.items() if k not in KEYS})
+            for item in items
+        ]
+        return page_of(kind, rows, size)
 
     # --- internals ---------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ The client honours ``FIRESTORE_EMULATOR_HOST``.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,7 @@ from gql_api.ops.migration.sources import (
     LegacyRow,
     SourceUnavailable,
     decode_position,
-    encode_position,
+    page_of,
 )
 from gql_api.settings import Settings
 
@@ -110,25 +110,17 @@ class FirestoreSource:
             results = await counting.get(**self._options())
         return int(results[0][0].value)
 
-    async def pages(
-        self, kind: Kind, after: str | None, size: int
-    ) -> AsyncGenerator[LegacyPage, None]:
+    async def page(self, kind: Kind, after: str | None, size: int) -> LegacyPage:
         from google.cloud.firestore_v1.field_path import FieldPath
 
         last = None if after is None else _document_id(decode_position(kind, after))
-        while True:
-            with self._reading() as client:
-                query = self._collection(client, kind).order_by(FieldPath.document_id())
-                if last is not None:
-                    query = query.start_after({FieldPath.document_id(): last})
-                # One document past the page: the last page knows it is the last.
-                found = [s async for s in query.limit(size + 1).stream(**self._options())]
-            rows = [LegacyRow(s.id, s.to_dict() or {}) for s in found[:size]]
-            if len(found) <= size:
-                yield LegacyPage(rows, None)
-                return
-            last = rows[-1].ref
-            yield LegacyPage(rows, encode_position(kind, last))
+        with self._reading() as client:
+            query = self._collection(client, kind).order_by(FieldPath.document_id())
+            if last is not None:
+                query = query.start_after({FieldPath.document_id(): last})
+            # One document past the page: the last page knows it is the last.
+            found = [s async for s in query.limit(size + 1).stream(**self._options())]
+        return page_of(kind, [LegacyRow(s.id, s.to_dict() or {}) for s in found], size)
 
     # --- internals ---------------------------------------------------------------------
 

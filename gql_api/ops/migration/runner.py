@@ -102,7 +102,7 @@ class Migration:
         try:
             while True:
                 page = await self.calls.page(self.source, kind, state.position)
-                rows = [] if page is None else page.rows
+                rows = page.rows
                 done = Counts(read=len(rows))
                 try:
                     findings = await self._page(kind, rows, done)
@@ -114,7 +114,7 @@ class Migration:
                 self._show(findings)
                 counts.add(done)
                 self.progress.advance(len(rows))
-                state.position = None if page is None else page.position
+                state.position = page.position
                 last = state.position is None
                 if last:
                     state.phase = checkpoints.PHASES[checkpoints.PHASES.index(kind.value) + 1]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -66,12 +65,21 @@ class LegacySource(Protocol):
         """The rows of ``kind`` (for the progress bar and ``--verify``)."""
         ...
 
-    def pages(self, kind: Kind, after: str | None, size: int) -> AsyncGenerator[LegacyPage, None]:
-        """The rows of ``kind`` in the source's stable order, ``size`` (or fewer) a
-        page, starting just past ``after`` (a ``LegacyPage.position``; None: from the
-        start). Reads only. Raises ``SourceUnavailable`` on throttling or an outage,
-        ``ValueError`` for a position it did not make."""
+    async def page(self, kind: Kind, after: str | None, size: int) -> LegacyPage:
+        """The next ``size`` (or fewer) rows of ``kind`` in the source's stable order,
+        just past ``after`` (a ``LegacyPage.position``; None: from the start): one query,
+        so a retry starts again from the same place. Reads only. Raises
+        ``SourceUnavailable`` on throttling or an outage, ``ValueError`` for a position
+        it did not make."""
         ...
+
+
+def page_of(kind: Kind, rows: list[LegacyRow], size: int) -> LegacyPage:
+    """A page from up to ``size + 1`` rows read in order: the extra one only says that
+    another page follows (so the last page knows it is the last)."""
+    shown = rows[:size]
+    more = len(rows) > size
+    return LegacyPage(shown, encode_position(kind, shown[-1].ref) if more else None)
 
 
 def encode_position(kind: Kind, key: str) -> str:

@@ -72,8 +72,6 @@ async def verify(
         try:
             while True:
                 page = await calls.page(source, kind, position)
-                if page is None:
-                    break
                 expected: list[tuple[str, PostRecord | ProfileRecord]] = []
                 for row in page.rows:
                     record = convert(kind, row).record
